@@ -1,0 +1,72 @@
+"""Which gateway credential answers a person: their own, else the instance default.
+
+Order: the user's active credential, the active instance default in the database, the
+`CLOUDBASE_*` environment variables, and last the bundled offline gateway when
+`manage.py serve` started one. None of these: the person has no API key.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from conversations.fakegateway import DEMO_MODEL
+from conversations.models import ApiCredential, cloudbase_base_url
+from conversations.upstream import GatewayCredential
+
+
+def _from_row(row: ApiCredential) -> GatewayCredential:
+    return GatewayCredential(
+        base_url=row.base_url,
+        scheme=row.scheme,
+        key=row.get_key(),
+        default_model=row.default_model,
+        identity=f"db:{row.pk}",
+        credential_id=row.pk,
+        allowed_models=tuple(row.model_choices),
+        monthly_token_quota=row.monthly_token_quota,
+    )
+
+
+def from_environment() -> GatewayCredential | None:
+    if settings.CLOUDBASE_API_KEY and (settings.CLOUDBASE_BASE_URL or settings.CLOUDBASE_ENV_ID):
+        base_url = settings.CLOUDBASE_BASE_URL or cloudbase_base_url(settings.CLOUDBASE_ENV_ID)
+        return GatewayCredential(
+            base_url=base_url,
+            scheme="bearer",
+            key=settings.CLOUDBASE_API_KEY,
+            default_model=settings.CHAT_DEFAULT_MODEL,
+            identity="env",
+            allowed_models=(settings.CHAT_DEFAULT_MODEL,),
+        )
+    if settings.CHAT_DEMO_GATEWAY_URL:
+        return GatewayCredential(
+            base_url=settings.CHAT_DEMO_GATEWAY_URL,
+            scheme="bearer",
+            key="offline-demo",
+            default_model=DEMO_MODEL,
+            identity="demo",
+            is_demo=True,
+            allowed_models=(DEMO_MODEL,),
+        )
+    return None
+
+
+def resolve(user: AbstractBaseUser | AnonymousUser) -> GatewayCredential | None:
+    """The credential for this user's next turn (reads the database: call from sync code)."""
+    if user.is_authenticated:
+        own = (
+            ApiCredential.objects.filter(user=user, is_active=True).order_by("-updated_at").first()
+        )
+        if own is not None:
+            return _from_row(own)
+        # A user whose only credentials were deactivated has no key: the default is for
+        # people who were never given one, not a way around a revoked key.
+        if ApiCredential.objects.filter(user=user).exists():
+            return None
+    default = (
+        ApiCredential.objects.filter(user=None, is_active=True).order_by("-updated_at").first()
+    )
+    if default is not None:
+        return _from_row(default)
+    return from_environment()

@@ -1,0 +1,84 @@
+"""Conversation exports: Markdown for people, JSON for programs (same ids as the websocket)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conversations.models import Conversation, Message
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def messages_for_export(conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.order_by("id"))
+
+
+def as_json(conversation: Conversation) -> dict[str, Any]:
+    """The active thread in `messages`; replies replaced by regenerate or edit stay in it,
+    marked with `superseded_at`, so nothing the model produced is missing from an export."""
+    return {
+        "conversation": {
+            "id": str(conversation.public_id),
+            "title": conversation.display_title,
+            "system_prompt": conversation.system_prompt,
+            "model": conversation.model,
+            "temperature": conversation.temperature,
+            "top_p": conversation.top_p,
+            "max_tokens": conversation.max_tokens,
+            "created_at": _iso(conversation.created_at),
+            "updated_at": _iso(conversation.updated_at),
+        },
+        "messages": [
+            {
+                "id": str(m.public_id),
+                "role": m.role,
+                "content": m.content,
+                "thinking": m.thinking,
+                "status": m.status,
+                "created_at": _iso(m.created_at),
+                "model": m.model,
+                "stop_reason": m.stop_reason or None,
+                "usage": {"input_tokens": m.input_tokens, "output_tokens": m.output_tokens},
+                "error": {"code": m.error_code, "message": m.error_message}
+                if m.error_code
+                else None,
+                "superseded_at": _iso(m.superseded_at),
+            }
+            for m in messages_for_export(conversation)
+        ],
+    }
+
+
+def as_markdown(conversation: Conversation) -> str:
+    lines = [f"# {conversation.display_title}", ""]
+    if conversation.system_prompt:
+        lines += [
+            "> System prompt:",
+            *[f"> {line}" for line in conversation.system_prompt.splitlines()],
+            "",
+        ]
+    for m in messages_for_export(conversation):
+        who = (
+            "You"
+            if m.role == Message.Role.USER
+            else f"Assistant ({m.model})"
+            if m.model
+            else "Assistant"
+        )
+        notes = []
+        if m.status != Message.Status.COMPLETE:
+            notes.append(m.status)
+        if m.superseded_at:
+            notes.append("previous version")
+        suffix = f" — {', '.join(notes)}" if notes else ""
+        lines += [
+            f"## {who} · {m.created_at:%Y-%m-%d %H:%M} UTC{suffix}",
+            "",
+            m.content or "_(empty)_",
+            "",
+        ]
+        if m.error_code:
+            lines += [f"> Error `{m.error_code}`: {m.error_message}", ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,543 @@
+"""The bundled offline gateway: a real HTTP server speaking the Messages streaming protocol.
+
+Tests, benchmarks and the offline demo talk to it through the real SDK over real HTTP.
+It answers `POST .../v1/messages` with `message_start`, `content_block_*`, `ping`,
+`message_delta` (usage, stop reason) and `message_stop` events, and can misbehave on
+demand: error statuses, a slow or stalled stream, a cut connection, an SSE `error` event,
+malformed SSE, a stream that just ends, thinking blocks and unknown block types.
+
+Behaviour is chosen per request by a queued `Script` (tests in the same process) or by a
+directive inside the last user message, e.g. ``[[fake status=429 retry_after=3]]`` or
+``[[fake words=400 token_delay=0.05]]`` (the demo and browser tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+DIRECTIVE = re.compile(r"\[\[fake\s*([^\]]*)\]\]")
+TOKEN = re.compile(r"\s*\S+|\s+")
+
+DEMO_MODEL = "offline-demo"
+
+STATUS_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    529: "overloaded_error",
+}
+
+
+@dataclass
+class Script:
+    """How the gateway answers one request. Counts are in tokens of the reply."""
+
+    text: str | None = None  # the reply; by default a short demo answer about the question
+    words: int | None = None  # instead of `text`: a reply of this many numbered words
+    thinking: str = ""  # streamed first, as a `thinking` block
+    unknown_block: bool = False  # an extra block of a type no client knows
+    status: int = 200  # an HTTP error status with an Anthropic-style JSON error body
+    retry_after: str | None = None
+    json_error_200: bool = False  # status 200 with a JSON error body (seen on CloudBase)
+    headers_delay: float = 0.0  # silence before the response headers
+    token_delay: float | None = None  # seconds between tokens (default: the gateway's)
+    stall_after: int | None = None  # go silent after N tokens, keep the connection open
+    cut_after: int | None = None  # close the connection after N tokens
+    sse_error_after: int | None = None  # an SSE `error` event after N tokens
+    sse_error_type: str = "overloaded_error"
+    malformed_after: int | None = None  # a broken SSE data line after N tokens
+    end_after: int | None = None  # end the body cleanly after N tokens, no message_stop
+    stop_reason: str = "end_turn"
+    close_connection: bool = False  # refuse the request by closing the socket at once
+
+    @classmethod
+    def from_directive(cls, text: str) -> Script | None:
+        match = DIRECTIVE.search(text)
+        if match is None:
+            return None
+        kwargs: dict[str, Any] = {}
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for pair in match.group(1).split():
+            name, _, raw = pair.partition("=")
+            if name not in types:
+                continue
+            kind = str(types[name])
+            if "bool" in kind:
+                kwargs[name] = raw.lower() in ("", "1", "true", "yes")
+            elif "int" in kind:
+                kwargs[name] = int(raw)
+            elif "float" in kind:
+                kwargs[name] = float(raw)
+            else:
+                kwargs[name] = raw.replace("_", " ") if name == "text" else raw
+        return cls(**kwargs)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    received_at: float = field(default_factory=time.monotonic)
+    tokens_sent: int = 0
+    completed: bool = False
+    disconnected_at: float | None = None
+
+
+def demo_reply(body: dict[str, Any]) -> str:
+    """A deterministic answer that shows what the app does with a real one."""
+    messages = body.get("messages") or []
+    last = ""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            last = (
+                content
+                if isinstance(content, str)
+                else " ".join(
+                    part.get("text", "") for part in content or [] if isinstance(part, dict)
+                )
+            )
+            break
+    question = DIRECTIVE.sub("", last).strip()
+    quoted = question if len(question) <= 120 else question[:117] + "..."
+    turns = sum(1 for m in messages if m.get("role") == "user")
+    return (
+        f"This reply comes from the **offline demo model**, not a real one. You wrote: “{quoted}”\n\n"
+        f"It is turn {turns} of this conversation, and the whole history was sent with it. "
+        "Replies render as Markdown, for example a list:\n\n"
+        "- streamed token by token\n- stored as it arrives\n- kept when you reload\n\n"
+        "and code:\n\n```python\nprint('hello from the demo gateway')\n```\n"
+    )
+
+
+def numbered_words(count: int) -> str:
+    return " ".join(f"w{i}" for i in range(1, count + 1))
+
+
+class FakeGateway:
+    """An asyncio HTTP/1.1 server (keep-alive, chunked SSE). Use `start_in_thread` in tests."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token_delay: float = 0.0,
+        stamp: bool = False,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.token_delay = token_delay
+        # Benchmarks: each token is "<monotonic ns> " so clients can measure added latency.
+        self.stamp = stamp
+        self.requests: list[RecordedRequest] = []
+        self.scripts: deque[Script] = deque()
+        self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, backlog=2048)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._server is not None
+        async with self._server:
+            await self._server.serve_forever()
+
+    def start_in_thread(self) -> FakeGateway:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.start())
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-gateway", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def stop_thread(self) -> None:
+        if self._loop is None or self._server is None:
+            return
+        loop, server = self._loop, self._server
+
+        async def shutdown() -> None:
+            server.close()
+            loop.stop()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), loop)
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def enqueue(self, *scripts: Script) -> None:
+        self.scripts.extend(scripts)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.scripts.clear()
+
+    # --- HTTP ----------------------------------------------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                method, path, _ = ([*lines[0].split(" ", 2), "", ""])[:3]
+                headers: dict[str, str] = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                raw = await reader.readexactly(length) if length else b""
+                keep_open = await self._respond(method, path, headers, raw, reader, writer)
+                if not keep_open:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        if method != "POST" or not path.split("?")[0].endswith("/v1/messages"):
+            await self._send_json(
+                writer,
+                404,
+                {
+                    "type": "error",
+                    "error": {"type": "not_found_error", "message": f"No route {method} {path}"},
+                },
+            )
+            return True
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            await self._send_json(
+                writer,
+                400,
+                {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": "Body is not JSON"},
+                },
+            )
+            return True
+        record = RecordedRequest(method, path, headers, body)
+        self.requests.append(record)
+        script = self._script_for(body)
+        if script.close_connection:
+            writer.transport.abort()
+            return False
+        if script.headers_delay:
+            await asyncio.sleep(script.headers_delay)
+        if script.status != 200:
+            error_type = STATUS_ERROR_TYPES.get(script.status, "api_error")
+            extra = {"retry-after": script.retry_after} if script.retry_after else {}
+            await self._send_json(
+                writer,
+                script.status,
+                {
+                    "type": "error",
+                    "error": {"type": error_type, "message": f"Fake gateway error {script.status}"},
+                },
+                extra,
+            )
+            return True
+        if script.json_error_200:
+            await self._send_json(
+                writer,
+                200,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "overloaded_error",
+                        "message": "Overloaded (HTTP 200 with an error body)",
+                    },
+                },
+            )
+            return True
+        if not body.get("stream"):
+            await self._send_json(writer, 200, self._whole_message(body, script))
+            return True
+        return await self._stream(record, body, script, reader, writer)
+
+    def _script_for(self, body: dict[str, Any]) -> Script:
+        if self.scripts:
+            return self.scripts.popleft()
+        for message in reversed(body.get("messages") or []):
+            if message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, str):
+                    return Script.from_directive(content) or Script()
+                break
+        return Script()
+
+    def _reply_text(self, body: dict[str, Any], script: Script) -> str:
+        if script.text is not None:
+            return script.text
+        if script.words is not None:
+            return numbered_words(script.words)
+        return demo_reply(body)
+
+    def _whole_message(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
+        text = self._reply_text(body, script)
+        return {
+            "id": f"msg_{uuid.uuid4().hex[:24]}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", DEMO_MODEL),
+            "content": [{"type": "text", "text": text}],
+            "stop_reason": script.stop_reason,
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": _count_input(body),
+                "output_tokens": len(TOKEN.findall(text)),
+            },
+        }
+
+    async def _send_json(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: dict[str, Any],
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        data = json.dumps(payload).encode()
+        head = [
+            f"HTTP/1.1 {status} Fake",
+            "content-type: application/json",
+            f"content-length: {len(data)}",
+        ]
+        head += [f"{k}: {v}" for k, v in (extra_headers or {}).items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        await writer.drain()
+
+    async def _stream(
+        self,
+        record: RecordedRequest,
+        body: dict[str, Any],
+        script: Script,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
+            b"transfer-encoding: chunked\r\n\r\n"
+        )
+        # Notice at once when the client hangs up (a stop closes the response).
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            with contextlib.suppress(Exception):
+                await reader.read(1)
+            record.disconnected_at = record.disconnected_at or time.monotonic()
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+
+        def send(event: str, data: dict[str, Any] | str) -> None:
+            payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+            chunk = f"event: {event}\ndata: {payload}\n\n".encode()
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+
+        model = body.get("model", DEMO_MODEL)
+        input_tokens = _count_input(body)
+        delay = self.token_delay if script.token_delay is None else script.token_delay
+        tokens = TOKEN.findall(self._reply_text(body, script)) if not self.stamp else []
+        total = script.words if (self.stamp and script.words) else len(tokens)
+        try:
+            send(
+                "message_start",
+                {
+                    "type": "message_start",
+                    "message": {
+                        "id": f"msg_{uuid.uuid4().hex[:24]}",
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    },
+                },
+            )
+            index = 0
+            if script.thinking:
+                send(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "thinking", "thinking": ""},
+                    },
+                )
+                for piece in TOKEN.findall(script.thinking):
+                    send(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "thinking_delta", "thinking": piece},
+                        },
+                    )
+                    await self._pace(writer, delay, gone)
+                send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "signature_delta", "signature": "c2ln"},
+                    },
+                )
+                send("content_block_stop", {"type": "content_block_stop", "index": index})
+                index += 1
+            if script.unknown_block:
+                send(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "hologram", "data": {}},
+                    },
+                )
+                send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "hologram_delta", "data": "x"},
+                    },
+                )
+                send("content_block_stop", {"type": "content_block_stop", "index": index})
+                index += 1
+            send(
+                "content_block_start",
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {"type": "text", "text": ""},
+                },
+            )
+            send("ping", {"type": "ping"})
+            await writer.drain()
+            for n in range(total):
+                if gone.is_set():
+                    return False
+                if script.cut_after is not None and n == script.cut_after:
+                    writer.transport.abort()
+                    return False
+                if script.stall_after is not None and n == script.stall_after:
+                    await asyncio.wait_for(gone.wait(), timeout=600)
+                    return False
+                if script.sse_error_after is not None and n == script.sse_error_after:
+                    send(
+                        "error",
+                        {
+                            "type": "error",
+                            "error": {
+                                "type": script.sse_error_type,
+                                "message": "Fake mid-stream error",
+                            },
+                        },
+                    )
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    return True
+                if script.malformed_after is not None and n == script.malformed_after:
+                    send("content_block_delta", "{this is not json")
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    return True
+                if script.end_after is not None and n == script.end_after:
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    return True
+                text = f"{time.monotonic_ns()} " if self.stamp else tokens[n]
+                send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {"type": "text_delta", "text": text},
+                    },
+                )
+                record.tokens_sent += 1
+                await self._pace(writer, delay, gone)
+            send("content_block_stop", {"type": "content_block_stop", "index": index})
+            send(
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": script.stop_reason, "stop_sequence": None},
+                    "usage": {"output_tokens": record.tokens_sent},
+                },
+            )
+            send("message_stop", {"type": "message_stop"})
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            record.completed = True
+            return True
+        except (TimeoutError, ConnectionError):
+            record.disconnected_at = record.disconnected_at or time.monotonic()
+            return False
+        finally:
+            # Wait for the watcher to let go of the reader before the next request is read.
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    @staticmethod
+    async def _pace(writer: asyncio.StreamWriter, delay: float, gone: asyncio.Event) -> None:
+        await writer.drain()
+        if delay > 0:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(gone.wait(), timeout=delay)
+        else:
+            await asyncio.sleep(0)
+
+
+def _count_input(body: dict[str, Any]) -> int:
+    words = len(str(body.get("system", "")).split())
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        words += len(content.split()) if isinstance(content, str) else 1
+    return max(1, words)

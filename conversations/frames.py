@@ -1,0 +1,64 @@
+"""The server-to-client frames of websocket protocol v1 (see docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from conversations.models import Message
+from conversations.rendering import render_markdown
+
+
+def message(msg: Message) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "message": {
+            "id": str(msg.public_id),
+            "role": msg.role,
+            "content": msg.content,
+            "status": msg.status,
+            "client_id": msg.client_id or None,
+        },
+    }
+
+
+def delta(message_id: UUID, seq: int, text: str) -> dict[str, Any]:
+    return {"type": "delta", "message_id": str(message_id), "seq": seq, "text": text}
+
+
+def thinking(message_id: UUID, seq: int, text: str) -> dict[str, Any]:
+    """Reasoning text; shares the `seq` counter with `delta` so gaps are seen in both."""
+    return {"type": "thinking", "message_id": str(message_id), "seq": seq, "text": text}
+
+
+def done(msg: Message) -> dict[str, Any]:
+    frame: dict[str, Any] = {
+        "type": "done",
+        "message_id": str(msg.public_id),
+        "status": msg.status,
+        "content": msg.content,
+        "html": render_markdown(msg.content),
+        "thinking": msg.thinking,
+        "usage": {"input_tokens": msg.input_tokens, "output_tokens": msg.output_tokens},
+        "stop_reason": msg.stop_reason or None,
+        "model": msg.model,
+    }
+    if msg.error_code:
+        frame["error"] = {"code": msg.error_code, "message": msg.error_message}
+    return frame
+
+
+def error(code: str, text: str, message_id: UUID | str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": text}
+    if message_id is not None:
+        frame["message_id"] = str(message_id)
+    return frame
+
+
+def state(generation: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "state", "generation": generation}
+
+
+def superseded(message_ids: list[UUID]) -> dict[str, Any]:
+    """Messages replaced by a regenerate or an edit (kept as previous versions)."""
+    return {"type": "superseded", "message_ids": [str(m) for m in message_ids]}

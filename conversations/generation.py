@@ -1,0 +1,320 @@
+"""The life of one reply, owned by a per-process registry rather than by any socket.
+
+A generation is an asyncio task: it loads the stored history in one query, streams from
+`upstream`, sends coalesced deltas (with a sequence number) to the conversation's
+channel-layer group, and saves the reply once at the end. The registry checkpoints the
+partial text of all its generations together, at most once per interval, and renews
+their leases in the same write; a reply whose lease runs out belonged to a dead process.
+
+Closing a tab does not touch the generation. Stop cancels its task; the cancellation
+closes the upstream HTTP response and the `finally` saves what was generated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from uuid import UUID
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.utils.translation import gettext as _
+
+from conversations import frames, services, upstream
+from conversations.models import Conversation, Message
+from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, TurnStart
+
+logger = logging.getLogger(__name__)
+
+# The single door to the database from async code: Channels' wrapper closes stale
+# connections around each call.
+db = database_sync_to_async
+
+
+class Generation:
+    def __init__(self, plan: TurnPlan) -> None:
+        self.plan = plan
+        self.seq = 0
+        self.text_parts: list[str] = []
+        self.thinking_parts: list[str] = []
+        self.stop_requested = False
+        self.task: asyncio.Task[None] | None = None
+        # Deltas not yet sent: (kind, text), adjacent ones of a kind merged.
+        self._pending: list[list[str]] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._checkpointed_seq = 0
+
+    # --- what a (re)connecting socket is told ------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Exactly the text of the deltas sent so far, and the `seq` of the last one."""
+        return {
+            "message_id": str(self.plan.message_public_id),
+            "seq": self.seq,
+            "text": "".join(self.text_parts),
+            "thinking": "".join(self.thinking_parts),
+        }
+
+    def checkpoint(self) -> Checkpoint | None:
+        if self.seq == self._checkpointed_seq:
+            return None
+        self._checkpointed_seq = self.seq
+        return Checkpoint(
+            self.plan.message_id, "".join(self.text_parts), "".join(self.thinking_parts), self.seq
+        )
+
+    # --- deltas ------------------------------------------------------------------------
+    def _push(self, kind: str, text: str) -> None:
+        if self._pending and self._pending[-1][0] == kind:
+            self._pending[-1][1] += text
+        else:
+            self._pending.append([kind, text])
+        self._wake.set()
+
+    async def _flusher(self) -> None:
+        """Send pending deltas. No fixed window: one frame as soon as the loop is free, and
+        whatever arrives while a send is in flight joins the next frame."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # Let events already read from the socket join this frame.
+            await asyncio.sleep(0)
+            while self._pending:
+                kind, text = self._pending.pop(0)
+                # Update text and seq together, before the await: a snapshot taken while
+                # the send is in flight includes it, and the socket drops the duplicate.
+                self.seq += 1
+                if kind == "text":
+                    self.text_parts.append(text)
+                    frame = frames.delta(self.plan.message_public_id, self.seq, text)
+                else:
+                    self.thinking_parts.append(text)
+                    frame = frames.thinking(self.plan.message_public_id, self.seq, text)
+                await services.broadcast(self.plan.conversation_public_id, frame)
+            if self._closing:
+                return
+
+    # --- the turn ----------------------------------------------------------------------
+    async def run(self) -> None:
+        plan = self.plan
+        flusher = asyncio.create_task(self._flusher())
+        status = Message.Status.ERROR
+        error_code, error_message = "", ""
+        model, stop_reason = plan.model, ""
+        input_tokens: int | None = None
+        output_tokens: int | None = None
+        try:
+            history = await db(services.load_history)(plan.conversation_id, plan.message_id)
+            request = upstream.TurnRequest(
+                model=plan.model,
+                messages=history,
+                max_tokens=plan.max_tokens,
+                system=plan.system,
+                temperature=plan.temperature,
+                top_p=plan.top_p,
+            )
+            async for event in upstream.stream_reply(plan.credential, request):
+                if isinstance(event, upstream.TextDelta):
+                    self._push("text", event.text)
+                elif isinstance(event, upstream.ThinkingDelta):
+                    self._push("thinking", event.text)
+                elif isinstance(event, upstream.Started):
+                    model = event.model or model
+                    input_tokens = event.input_tokens
+                elif isinstance(event, upstream.Finished):
+                    stop_reason = event.stop_reason
+                    input_tokens = (
+                        event.input_tokens if event.input_tokens is not None else input_tokens
+                    )
+                    output_tokens = event.output_tokens
+            status = Message.Status.COMPLETE
+        except asyncio.CancelledError:
+            status = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
+            if status == Message.Status.INTERRUPTED:
+                error_code = "interrupted"
+                error_message = _("The server shut down while this reply was being written.")
+        except upstream.UpstreamError as exc:
+            error_code, error_message = exc.code, exc.message
+        except Exception:
+            logger.exception("Generation of %s failed", plan.message_public_id)
+            error_code = "internal_error"
+            error_message = _("Something went wrong on the server while writing this reply.")
+        outcome_fields = {
+            "status": status,
+            "stop_reason": stop_reason,
+            "model": model,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "error_code": error_code,
+            "error_message": error_message,
+        }
+        # Shielded: a second cancellation (shutdown after stop) must not lose the reply.
+        await asyncio.shield(self._finish(flusher, outcome_fields))
+
+    async def _finish(self, flusher: asyncio.Task[None], fields: dict[str, Any]) -> None:
+        self._closing = True
+        self._wake.set()
+        try:
+            await flusher
+        except Exception:
+            logger.exception("Sending the last deltas of %s failed", self.plan.message_public_id)
+        outcome = Outcome(
+            content="".join(self.text_parts),
+            thinking="".join(self.thinking_parts),
+            seq=self.seq,
+            **fields,
+        )
+        frame = await db(services.finish_reply)(self.plan.message_id, outcome)
+        if frame is None:
+            return
+        conversation = self.plan.conversation_public_id
+        await services.broadcast(conversation, frame)
+        if outcome.error_code and outcome.status == Message.Status.ERROR:
+            await services.broadcast(
+                conversation,
+                frames.error(
+                    outcome.error_code, outcome.error_message, self.plan.message_public_id
+                ),
+            )
+
+
+class Registry:
+    """The generations running in this process, by conversation."""
+
+    def __init__(self) -> None:
+        self._running: dict[UUID, Generation] = {}
+        self._ticker: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._running)
+
+    def get(self, conversation_public_id: UUID) -> Generation | None:
+        return self._running.get(conversation_public_id)
+
+    def launch(self, plan: TurnPlan) -> Generation:
+        generation = Generation(plan)
+        key = plan.conversation_public_id
+        self._running[key] = generation
+        generation.task = asyncio.create_task(
+            generation.run(), name=f"generation-{plan.message_public_id}"
+        )
+
+        def forget(_task: asyncio.Task[None]) -> None:
+            if self._running.get(key) is generation:
+                del self._running[key]
+
+        generation.task.add_done_callback(forget)
+        self.ensure_ticker()
+        return generation
+
+    def stop(self, conversation_public_id: UUID) -> bool:
+        generation = self._running.get(conversation_public_id)
+        if generation is None or generation.task is None or generation.task.done():
+            return False
+        generation.stop_requested = True
+        generation.task.cancel()
+        return True
+
+    async def wait(self, conversation_public_id: UUID) -> None:
+        generation = self._running.get(conversation_public_id)
+        if generation is not None and generation.task is not None:
+            await asyncio.gather(generation.task, return_exceptions=True)
+
+    async def shutdown(self) -> None:
+        """Cancel every generation (saved as interrupted) and the ticker."""
+        tasks = [g.task for g in self._running.values() if g.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._ticker = None
+
+    # --- periodic work -------------------------------------------------------------------
+    def ensure_ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._ticker is None or self._ticker.done() or self._ticker.get_loop() is not loop:
+            self._ticker = loop.create_task(self._tick(), name="generation-ticker")
+
+    async def _tick(self) -> None:
+        interval = settings.CHAT_CHECKPOINT_INTERVAL
+        reap_every = max(1, round(settings.CHAT_LEASE_SECONDS / 2 / interval))
+        ticks = 0
+        while True:
+            await asyncio.sleep(interval)
+            ticks += 1
+            try:
+                await self.checkpoint_now()
+                if ticks % reap_every == 0:
+                    await db(services.reap_stale_replies)()
+            except Exception:
+                logger.exception("Checkpoint or reaping failed; retrying next tick")
+
+    async def checkpoint_now(self) -> None:
+        generations = list(self._running.values())
+        if not generations:
+            return
+        batch = [c for c in (g.checkpoint() for g in generations) if c is not None]
+        await db(services.checkpoint)(batch, [g.plan.message_id for g in generations])
+
+    async def snapshot(self, conversation: Conversation) -> dict[str, Any] | None:
+        """The running reply of a conversation as a `state.generation` value, or None."""
+        generation = self._running.get(conversation.public_id)
+        if generation is not None:
+            return generation.snapshot()
+        return await db(_stored_snapshot)(conversation.pk)
+
+
+def _stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
+    """A reply streaming in a process we cannot see: its last checkpoint."""
+    services.reap_stale_replies(conversation_id=conversation_id)
+    message = (
+        Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
+        .only("public_id", "seq", "content", "thinking")
+        .first()
+    )
+    if message is None:
+        return None
+    return {
+        "message_id": str(message.public_id),
+        "seq": message.seq,
+        "text": message.content,
+        "thinking": message.thinking,
+    }
+
+
+registry = Registry()
+
+
+# --- Turn actions (the async side of services) -------------------------------------------
+async def _launch(start: TurnStart) -> TurnStart:
+    if start.plan is not None:
+        registry.launch(start.plan)
+    return start
+
+
+async def send(
+    user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
+) -> TurnStart:
+    return await _launch(await db(services.start_turn)(user, conversation, content, client_id))
+
+
+async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
+    return await _launch(await db(services.regenerate)(user, conversation))
+
+
+async def edit(
+    user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
+) -> TurnStart:
+    return await _launch(
+        await db(services.edit_and_resend)(user, conversation, message_id, content)
+    )
+
+
+async def stop(conversation: Conversation) -> None:
+    if registry.stop(conversation.public_id):
+        return
+    raise ServiceError("nothing_to_stop", _("No reply is being written right now."))

@@ -1,0 +1,162 @@
+"""Conversations, their messages, and the gateway credentials that answer them.
+
+Models hold data and small derived properties only; every change goes through
+`conversations.services`.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from conversations import crypto
+
+CLOUDBASE_URL_TEMPLATE = "https://{env_id}.api.tcloudbasegateway.com/v1/ai/cloudbase"
+
+
+def cloudbase_base_url(env_id: str) -> str:
+    return CLOUDBASE_URL_TEMPLATE.format(env_id=env_id.strip())
+
+
+class Conversation(models.Model):
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200, blank=True)
+    system_prompt = models.TextField(blank=True)
+    # Blank means "the credential's default model".
+    model = models.CharField(max_length=100, blank=True)
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Last activity: the list is ordered by it.
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.public_id}"
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New chat"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete"
+        STREAMING = "streaming"
+        STOPPED = "stopped"
+        ERROR = "error"
+        INTERRUPTED = "interrupted"
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(blank=True)
+    # Reasoning text of a thinking model, kept apart from the answer.
+    thinking = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    stop_reason = models.CharField(max_length=64, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # The browser's id for a user message, so a resend after a reconnect is idempotent.
+    client_id = models.CharField(max_length=64, blank=True)
+    # Set when a regenerate or an edit replaced this message; kept as a previous version.
+    superseded_at = models.DateTimeField(null=True, blank=True)
+    # While streaming: the owning process renews this; past it, the process is dead.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Sequence number of the last delta included in `content` (streaming checkpoints).
+    seq = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # One generation per conversation, enforced by the database across processes.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status="streaming"),
+                name="one_streaming_reply_per_conversation",
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "client_id"],
+                condition=~Q(client_id=""),
+                name="unique_client_id_per_conversation",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="msg_conversation_order"),
+            models.Index(fields=["status"], condition=Q(status="streaming"), name="msg_streaming"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.public_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.superseded_at is None
+
+
+class ApiCredential(models.Model):
+    class Scheme(models.TextChoices):
+        BEARER = "bearer", "CloudBase (Authorization: Bearer)"
+        X_API_KEY = "x-api-key", "Anthropic (x-api-key)"
+
+    # No user: the instance default, used by people who have no credential of their own.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_credentials",
+    )
+    label = models.CharField(max_length=100, blank=True)
+    base_url = models.URLField(max_length=300)
+    scheme = models.CharField(max_length=16, choices=Scheme.choices, default=Scheme.BEARER)
+    # Fernet ciphertext; the plaintext key exists only in memory, on its way to the gateway.
+    key_encrypted = models.TextField(editable=False)
+    key_hint = models.CharField(max_length=16, blank=True, editable=False)
+    default_model = models.CharField(max_length=100)
+    # One model name per line; empty means "only the default model".
+    allowed_models = models.TextField(blank=True)
+    monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
+    is_active = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "is_active"], name="cred_user_active")]
+
+    def __str__(self) -> str:
+        owner = self.user.get_username() if self.user_id else "instance default"
+        return f"{self.label or self.base_url} ({owner})"
+
+    def set_key(self, plaintext: str) -> None:
+        self.key_encrypted = crypto.encrypt(plaintext)
+        self.key_hint = crypto.mask(plaintext)
+
+    def get_key(self) -> str:
+        return crypto.decrypt(self.key_encrypted)
+
+    @property
+    def model_choices(self) -> list[str]:
+        models_ = [line.strip() for line in self.allowed_models.splitlines() if line.strip()]
+        if self.default_model not in models_:
+            models_.insert(0, self.default_model)
+        return models_

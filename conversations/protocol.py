@@ -1,0 +1,91 @@
+"""Parsing and validation of client frames (websocket protocol v1, docs/protocol.md)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Send:
+    content: Any  # checked by services.validate_content, the one place that knows the limits
+    client_id: str = ""
+
+
+@dataclass(frozen=True)
+class Stop:
+    pass
+
+
+@dataclass(frozen=True)
+class Regenerate:
+    pass
+
+
+@dataclass(frozen=True)
+class Edit:
+    message_id: str
+    content: Any
+
+
+ClientFrame = Send | Stop | Regenerate | Edit
+
+
+def decode(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> Any:
+    """The JSON value of one websocket frame, or a ProtocolError saying what is wrong."""
+    if bytes_data is not None or text is None:
+        raise ProtocolError("binary_not_supported", _("Frames must be JSON text, not binary."))
+    # Cheap bound first (a character is at least one byte), then the exact one.
+    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:
+        raise ProtocolError(
+            "frame_too_large",
+            _("This frame is larger than %(limit)d bytes.") % {"limit": max_bytes},
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("invalid_json", _("The frame is not valid JSON.")) from None
+
+
+def parse(value: Any) -> ClientFrame:
+    if not isinstance(value, dict):
+        raise ProtocolError("invalid_frame", _("A frame must be a JSON object with a “type”."))
+    kind = value.get("type")
+    if kind == "send":
+        client_id = value.get("client_id") or ""
+        if not isinstance(client_id, str) or (client_id and not CLIENT_ID.match(client_id)):
+            raise ProtocolError(
+                "invalid_client_id",
+                _("“client_id” must be up to 64 letters, digits, or the characters . _ : -"),
+            )
+        if "content" not in value:
+            raise ProtocolError("missing_content", _("A “send” frame needs “content”."))
+        return Send(content=value["content"], client_id=client_id)
+    if kind == "stop":
+        return Stop()
+    if kind == "regenerate":
+        return Regenerate()
+    if kind == "edit":
+        message_id = value.get("message_id")
+        if not isinstance(message_id, str) or not message_id:
+            raise ProtocolError("invalid_message_id", _("An “edit” frame needs a “message_id”."))
+        if "content" not in value:
+            raise ProtocolError("missing_content", _("An “edit” frame needs “content”."))
+        return Edit(message_id=message_id, content=value["content"])
+    raise ProtocolError(
+        "unknown_type",
+        _("Unknown frame type. Use one of: send, stop, regenerate, edit."),
+    )

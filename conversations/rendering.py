@@ -1,0 +1,93 @@
+"""Markdown to safe HTML for assistant replies.
+
+markdown-it-py renders (raw HTML in the source is escaped, not passed through), pygments
+highlights fenced code, and nh3 sanitises the result against an allowlist, so a model
+that writes `<script>`, `onerror=` or `javascript:` links produces inert text.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from html import escape
+
+import nh3
+from markdown_it import MarkdownIt
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import get_lexer_by_name
+from pygments.util import ClassNotFound
+
+ALLOWED_TAGS = {
+    "p",
+    "br",
+    "hr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "strong",
+    "em",
+    "del",
+    "s",
+    "code",
+    "pre",
+    "blockquote",
+    "ul",
+    "ol",
+    "li",
+    "a",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "span",
+    "img",
+}
+ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "title"},
+    "code": {"class"},
+    "span": {"class"},
+    "pre": {"class", "data-language"},
+    "th": {"style"},
+    "td": {"style"},
+    "ol": {"start"},
+}
+_FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
+
+
+def _highlight(code: str, language: str, _attrs: str) -> str:
+    name = (language or "").strip().split()[0] if language else ""
+    try:
+        lexer = get_lexer_by_name(name) if name else None
+    except ClassNotFound:
+        lexer = None
+    body = highlight(code, lexer, _FORMATTER) if lexer is not None else escape(code)
+    label = escape(name or "text")
+    # Starting with "<pre" tells markdown-it not to wrap it again.
+    return f'<pre class="highlight" data-language="{label}"><code class="language-{label}">{body}</code></pre>'
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
+    md.enable(["table", "strikethrough"])
+    return md
+
+
+def render_markdown(text: str) -> str:
+    if not text:
+        return ""
+    html = _parser().render(text)
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        filter_style_properties={"text-align"},
+    )

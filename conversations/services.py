@@ -1,0 +1,427 @@
+"""Every state change of conversations, messages and credentials.
+
+Consumers, views, the admin and management commands call these functions; nothing else
+writes. Functions are synchronous (they run in a database thread); each one that others
+must hear about broadcasts its websocket frame *after* its transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations import credentials, frames
+from conversations.models import ApiCredential, Conversation, Message
+from conversations.upstream import GatewayCredential
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A refused request: `code` is stable, `message` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- Broadcasting ------------------------------------------------------------------------
+def group_name(conversation_public_id: UUID | str) -> str:
+    return f"conv.{UUID(str(conversation_public_id)).hex}"
+
+
+async def broadcast(conversation_public_id: UUID | str, frame: dict[str, Any]) -> None:
+    """Send one protocol frame to every socket of the conversation, in any process."""
+    layer = get_channel_layer()
+    await layer.group_send(
+        group_name(conversation_public_id), {"type": "chat.frame", "frame": frame}
+    )
+
+
+def broadcast_on_commit(conversation_public_id: UUID, frame: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: async_to_sync(broadcast)(conversation_public_id, frame))
+
+
+# --- Conversations -----------------------------------------------------------------------
+def create_conversation(owner: AbstractBaseUser, *, title: str = "") -> Conversation:
+    return Conversation.objects.create(owner=owner, title=title.strip()[:200])
+
+
+def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversation | None:
+    """The conversation if `user` owns it. Another person's looks exactly like a missing one."""
+    if not user.is_authenticated:
+        return None
+    return Conversation.objects.filter(public_id=public_id, owner=user).first()
+
+
+# --- Turns -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TurnPlan:
+    """Everything a generation needs, decided inside the transaction that stored the turn."""
+
+    conversation_id: int
+    conversation_public_id: UUID
+    message_id: int
+    message_public_id: UUID
+    credential: GatewayCredential
+    model: str
+    system: str
+    temperature: float | None
+    top_p: float | None
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    user_message: Message
+    assistant_message: Message | None
+    plan: TurnPlan | None  # None: an idempotent resend of a turn already stored
+
+
+def validate_content(content: Any) -> str:
+    if not isinstance(content, str):
+        raise ServiceError("invalid_content", _("A message must be text."))
+    if not content.strip():
+        raise ServiceError("empty_message", _("Type a message before sending."))
+    limit = settings.CHAT_MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise ServiceError(
+            "message_too_long",
+            _("This message has %(length)d characters; the limit is %(limit)d.")
+            % {"length": len(content), "limit": limit},
+        )
+    return content
+
+
+def _credential_or_error(user: AbstractBaseUser) -> GatewayCredential:
+    credential = credentials.resolve(user)
+    if credential is None:
+        raise ServiceError(
+            "no_api_key",
+            _("You have no API key for the gateway yet. Ask your administrator to give you one."),
+        )
+    return credential
+
+
+def _plan(conversation: Conversation, reply: Message, credential: GatewayCredential) -> TurnPlan:
+    return TurnPlan(
+        conversation_id=conversation.pk,
+        conversation_public_id=conversation.public_id,
+        message_id=reply.pk,
+        message_public_id=reply.public_id,
+        credential=credential,
+        model=reply.model,
+        system=conversation.system_prompt,
+        temperature=conversation.temperature,
+        top_p=conversation.top_p,
+        max_tokens=conversation.max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS,
+    )
+
+
+def _new_reply(conversation: Conversation, credential: GatewayCredential) -> Message:
+    """The assistant placeholder. The partial unique index refuses a second one."""
+    try:
+        with transaction.atomic():
+            return Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.STREAMING,
+                model=conversation.model or credential.default_model,
+                lease_expires_at=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+            )
+    except IntegrityError:
+        raise ServiceError(
+            "generation_running",
+            _("A reply is still being written. Wait for it to finish or press Stop."),
+        ) from None
+
+
+def start_turn(
+    user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
+) -> TurnStart:
+    """Store the user's message and the assistant placeholder in one transaction."""
+    content = validate_content(content)
+    if client_id:
+        existing = conversation.messages.filter(client_id=client_id, role=Message.Role.USER).first()
+        if existing is not None:
+            return TurnStart(existing, None, None)
+    credential = _credential_or_error(user)
+    with transaction.atomic():
+        reap_stale_replies(conversation_id=conversation.pk)
+        try:
+            with transaction.atomic():
+                question = Message.objects.create(
+                    conversation=conversation,
+                    role=Message.Role.USER,
+                    content=content,
+                    client_id=client_id,
+                )
+        except IntegrityError:
+            # Same client_id stored by a racing resend: answer like the earlier check.
+            existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
+            return TurnStart(existing, None, None)
+        reply = _new_reply(conversation, credential)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        broadcast_on_commit(conversation.public_id, frames.message(question))
+        broadcast_on_commit(conversation.public_id, frames.message(reply))
+    return TurnStart(question, reply, _plan(conversation, reply, credential))
+
+
+def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
+    """Answer the last user message again; the previous answer is kept as a superseded version."""
+    credential = _credential_or_error(user)
+    with transaction.atomic():
+        reap_stale_replies(conversation_id=conversation.pk)
+        active = list(conversation.messages.filter(superseded_at=None).order_by("-id")[:2])
+        if not active:
+            raise ServiceError("nothing_to_regenerate", _("There is no reply to regenerate yet."))
+        last = active[0]
+        if last.role == Message.Role.ASSISTANT:
+            if last.status == Message.Status.STREAMING:
+                raise ServiceError(
+                    "generation_running",
+                    _("A reply is still being written. Wait for it to finish or press Stop."),
+                )
+            Message.objects.filter(pk=last.pk).update(superseded_at=timezone.now())
+            question = active[1] if len(active) > 1 else None
+        else:
+            question = last
+        if question is None or question.role != Message.Role.USER:
+            raise ServiceError("nothing_to_regenerate", _("There is no question to answer again."))
+        reply = _new_reply(conversation, credential)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        if last.role == Message.Role.ASSISTANT:
+            broadcast_on_commit(conversation.public_id, frames.superseded([last.public_id]))
+        broadcast_on_commit(conversation.public_id, frames.message(reply))
+    return TurnStart(question, reply, _plan(conversation, reply, credential))
+
+
+def edit_and_resend(
+    user: AbstractBaseUser, conversation: Conversation, message_public_id: Any, content: Any
+) -> TurnStart:
+    """Rewrite an earlier user message: it and everything after it become previous versions."""
+    content = validate_content(content)
+    try:
+        target_id = UUID(str(message_public_id))
+    except ValueError:
+        raise ServiceError("invalid_message_id", _("That message id is not valid.")) from None
+    credential = _credential_or_error(user)
+    with transaction.atomic():
+        reap_stale_replies(conversation_id=conversation.pk)
+        target = conversation.messages.filter(public_id=target_id, superseded_at=None).first()
+        if target is None:
+            raise ServiceError("message_not_found", _("That message is not in this conversation."))
+        if target.role != Message.Role.USER:
+            raise ServiceError("not_editable", _("Only your own messages can be edited."))
+        later = conversation.messages.filter(id__gte=target.pk, superseded_at=None)
+        if later.filter(status=Message.Status.STREAMING).exists():
+            raise ServiceError(
+                "generation_running",
+                _("A reply is still being written. Wait for it to finish or press Stop."),
+            )
+        superseded = list(later.values_list("public_id", flat=True))
+        later.update(superseded_at=timezone.now())
+        question = Message.objects.create(
+            conversation=conversation, role=Message.Role.USER, content=content
+        )
+        reply = _new_reply(conversation, credential)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
+        broadcast_on_commit(conversation.public_id, frames.message(question))
+        broadcast_on_commit(conversation.public_id, frames.message(reply))
+    return TurnStart(question, reply, _plan(conversation, reply, credential))
+
+
+# --- Generation bookkeeping -------------------------------------------------------------
+@dataclass(frozen=True)
+class Checkpoint:
+    message_id: int
+    content: str
+    thinking: str
+    seq: int
+
+
+def checkpoint(batch: list[Checkpoint], renew: list[int]) -> None:
+    """Save partial replies and renew the leases of every running reply of this process.
+
+    One call per process per interval, whatever the number of streams: the partial texts
+    are separate rows, the lease renewal is a single UPDATE.
+    """
+    lease_until = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    with transaction.atomic():
+        for item in batch:
+            Message.objects.filter(pk=item.message_id, status=Message.Status.STREAMING).update(
+                content=item.content,
+                thinking=item.thinking,
+                seq=item.seq,
+                lease_expires_at=lease_until,
+            )
+        rest = set(renew) - {item.message_id for item in batch}
+        if rest:
+            Message.objects.filter(pk__in=rest, status=Message.Status.STREAMING).update(
+                lease_expires_at=lease_until
+            )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str
+    content: str
+    thinking: str = ""
+    seq: int = 0
+    stop_reason: str = ""
+    model: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    error_code: str = ""
+    error_message: str = ""
+
+
+def finish_reply(message_id: int, outcome: Outcome) -> dict[str, Any] | None:
+    """The final save of a reply. Returns its `done` frame, or None if it was already final."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": outcome.status,
+        "content": outcome.content,
+        "thinking": outcome.thinking,
+        "seq": outcome.seq,
+        "stop_reason": outcome.stop_reason,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "input_tokens": outcome.input_tokens,
+        "output_tokens": outcome.output_tokens,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    if outcome.model:
+        fields["model"] = outcome.model
+    with transaction.atomic():
+        # Only a reply still streaming may be finished: a reaper that already marked it
+        # interrupted, or a second finisher, must not overwrite the outcome.
+        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+            **fields
+        )
+        if not updated:
+            return None
+        message = Message.objects.select_related("conversation").get(pk=message_id)
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+        if message.conversation and outcome.input_tokens is not None:
+            ApiCredential.objects.filter(user=message.conversation.owner_id, is_active=True).update(
+                last_used_at=now
+            )
+    return frames.done(message)
+
+
+def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID, dict[str, Any]]]:
+    """Mark replies whose owning process stopped renewing their lease as `interrupted`.
+
+    The text saved at the last checkpoint is kept. Returns the `done` frames to send; they
+    are also broadcast after commit.
+    """
+    now = timezone.now()
+    stale = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=now)
+    if conversation_id is not None:
+        stale = stale.filter(conversation_id=conversation_id)
+    results: list[tuple[UUID, dict[str, Any]]] = []
+    with transaction.atomic():
+        for message in stale.select_related("conversation"):
+            updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+                status=Message.Status.INTERRUPTED,
+                error_code="interrupted",
+                error_message=_(
+                    "The server restarted while this reply was being written. "
+                    "The text saved up to then is kept."
+                ),
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            if updated:
+                message.refresh_from_db()
+                frame = frames.done(message)
+                results.append((message.conversation.public_id, frame))
+                broadcast_on_commit(message.conversation.public_id, frame)
+    if results:
+        logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
+    return results
+
+
+def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, Any]]:
+    """The Messages API `messages` list for a reply, from one query over the active thread.
+
+    Only finished text goes upstream: failed or empty replies are left out, thinking is
+    never resent, and consecutive messages of one role are merged so roles alternate.
+    """
+    rows = (
+        Message.objects.filter(
+            conversation_id=conversation_id, superseded_at=None, id__lt=up_to_message_id
+        )
+        .order_by("id")
+        .values_list("role", "content", "status")
+    )
+    history: list[dict[str, Any]] = []
+    for role, content, status in rows:
+        if role == Message.Role.ASSISTANT and (
+            status == Message.Status.ERROR or not content.strip()
+        ):
+            continue
+        if history and history[-1]["role"] == role:
+            history[-1]["content"] += "\n\n" + content
+        else:
+            history.append({"role": role, "content": content})
+    # The API wants the first message from the user.
+    while history and history[0]["role"] != Message.Role.USER:
+        history.pop(0)
+    return history
+
+
+# --- Credentials -------------------------------------------------------------------------
+def credential_changed(credential: ApiCredential) -> None:
+    """A credential was created, edited or rotated: the next turn uses the new values.
+
+    Cached SDK clients are keyed by a fingerprint of URL, scheme and key, so a changed key
+    gets a new client by itself; nothing else to do but keep this as the one hook.
+    """
+    logger.info("Credential %s updated (key %s)", credential.pk, credential.key_hint)
+
+
+def set_api_key(
+    user: AbstractBaseUser | None,
+    *,
+    key: str,
+    base_url: str,
+    scheme: str = ApiCredential.Scheme.BEARER,
+    model: str = "",
+    label: str = "",
+) -> ApiCredential:
+    """Give `user` (None: the instance default) this credential, replacing the active one."""
+    key = key.strip()
+    if not key:
+        raise ServiceError("empty_key", _("The API key is empty."))
+    if scheme not in ApiCredential.Scheme.values:
+        raise ServiceError("invalid_scheme", _("The scheme must be bearer or x-api-key."))
+    with transaction.atomic():
+        credential = ApiCredential.objects.select_for_update().filter(
+            user=user, is_active=True
+        ).order_by("-updated_at").first() or ApiCredential(user=user)
+        credential.base_url = base_url
+        credential.scheme = scheme
+        credential.default_model = model or credential.default_model or settings.CHAT_DEFAULT_MODEL
+        credential.label = label or credential.label
+        credential.is_active = True
+        credential.set_key(key)
+        credential.full_clean(exclude=["key_encrypted"])
+        credential.save()
+    credential_changed(credential)
+    return credential

@@ -1,0 +1,448 @@
+"""The one door to the gateway: the only module that imports the SDK.
+
+It keeps one `AsyncAnthropic` client per credential (connection reuse), always passes the
+credential explicitly, streams the reply as small typed events, and turns every failure
+(SDK errors *and* raw transport errors of a cut stream) into an `UpstreamError` with a
+stable code and a sentence a person understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+from django.conf import settings
+from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GatewayCredential:
+    """What is needed to call a gateway. `key` is plaintext: keep it out of reprs and logs."""
+
+    base_url: str
+    scheme: str  # "bearer" (CloudBase) or "x-api-key" (Anthropic)
+    key: str = field(repr=False)
+    default_model: str
+    # Stable identity of the credential (a database id, "env" or "demo"): a new version of
+    # the same identity replaces the cached client of the old one.
+    identity: str = "anonymous"
+    credential_id: int | None = None
+    is_demo: bool = False
+    allowed_models: tuple[str, ...] = ()
+    monthly_token_quota: int | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        material = "\0".join((self.base_url, self.scheme, self.key))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TurnRequest:
+    model: str
+    messages: list[dict[str, Any]]
+    max_tokens: int
+    system: str = ""
+    temperature: float | None = None
+    top_p: float | None = None
+
+
+# --- Events streamed to the caller ------------------------------------------------------
+@dataclass(frozen=True)
+class Started:
+    model: str
+    input_tokens: int | None
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    stop_reason: str
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+Event = Started | TextDelta | ThinkingDelta | Finished
+
+
+class UpstreamError(Exception):
+    """A failure talking to the gateway, with a stable `code` and a sentence for people."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.retryable = retryable
+
+
+# --- Clients ------------------------------------------------------------------------------
+_clients: dict[str, tuple[str, anthropic.AsyncAnthropic]] = {}
+
+
+def _timeout() -> httpx2.Timeout:
+    # `read` bounds every wait for bytes: the wait for the first one and every stall later.
+    return httpx2.Timeout(
+        connect=settings.CHAT_UPSTREAM_CONNECT_TIMEOUT,
+        read=settings.CHAT_UPSTREAM_READ_TIMEOUT,
+        write=30.0,
+        pool=30.0,
+    )
+
+
+def client_for(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
+    """The cached client of this credential; a changed key or URL gets a fresh one."""
+    cached = _clients.get(credential.identity)
+    if cached is not None and cached[0] == credential.fingerprint:
+        return cached[1]
+    # Explicit credential only: the SDK then never consults ANTHROPIC_* variables or profiles.
+    auth: dict[str, Any] = {"auth_token": credential.key}
+    if credential.scheme == "x-api-key":
+        # This SDK sends even `api_key` as a Bearer token; Anthropic-style gateways want the
+        # key in `x-api-key` and no Authorization header at all.
+        auth = {
+            "api_key": credential.key,
+            "default_headers": {"X-Api-Key": credential.key, "Authorization": anthropic.omit},
+        }
+    client = anthropic.AsyncAnthropic(
+        base_url=credential.base_url,
+        timeout=_timeout(),
+        # Retries are ours: only before the first token, and never on a 429 that asks for long.
+        max_retries=0,
+        **auth,
+    )
+    _clients[credential.identity] = (credential.fingerprint, client)
+    if cached is not None:
+        _close_later(cached[1])
+    return client
+
+
+def _close_later(client: anthropic.AsyncAnthropic) -> None:
+    # A stream still running on the old client keeps its connection until it ends.
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_later(300, lambda: loop.create_task(client.close()))
+
+
+def forget_clients() -> None:
+    """Drop every cached client (tests; after credentials are rotated)."""
+    _clients.clear()
+
+
+# --- Streaming ----------------------------------------------------------------------------
+async def stream_reply(credential: GatewayCredential, request: TurnRequest) -> AsyncIterator[Event]:
+    """Stream one reply. Retries happen only while nothing has been yielded yet.
+
+    Raises `UpstreamError` for every failure. Closing the generator (or cancelling the
+    task iterating it) closes the HTTP response at once.
+    """
+    attempt = 0
+    while True:
+        yielded = False
+        try:
+            async for event in _one_attempt(credential, request):
+                yielded = yielded or isinstance(event, TextDelta | ThinkingDelta)
+                yield event
+            return
+        except UpstreamError as exc:
+            if yielded or not exc.retryable or attempt >= settings.CHAT_UPSTREAM_RETRIES:
+                raise
+            attempt += 1
+            delay = exc.retry_after if exc.retry_after is not None else _backoff(attempt)
+            logger.info(
+                "Retrying upstream after %s (attempt %d) in %.1fs", exc.code, attempt, delay
+            )
+            await asyncio.sleep(delay)
+
+
+def _backoff(attempt: int) -> float:
+    return settings.CHAT_UPSTREAM_RETRY_BACKOFF * (2 ** (attempt - 1))
+
+
+async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> AsyncIterator[Event]:
+    client = client_for(credential)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+    }
+    if request.system:
+        params["system"] = request.system
+    # This SDK release no longer takes sampling parameters as arguments, but CloudBase and
+    # Anthropic's API still accept them in the body.
+    sampling = {
+        name: value
+        for name, value in (("temperature", request.temperature), ("top_p", request.top_p))
+        if value is not None
+    }
+    if sampling:
+        params["extra_body"] = sampling
+    try:
+        # CloudBase cuts a stream after 60 s unless the request accepts an event stream.
+        stream = await client.messages.create(
+            **params, stream=True, extra_headers={"Accept": "text/event-stream"}
+        )
+    except Exception as exc:
+        raise map_error(exc, model=request.model, started=False) from None
+
+    started = False
+    finished = False
+    try:
+        content_type = stream.response.headers.get("content-type", "")
+        if "text/event-stream" not in content_type:
+            # Some gateways answer 200 with a JSON error body instead of a stream.
+            body = await stream.response.aread()
+            raise _error_from_body(body, model=request.model)
+        input_tokens: int | None = None
+        pending_finish: Finished | None = None
+        async for event in stream:
+            kind = getattr(event, "type", None)
+            if kind == "content_block_delta":
+                delta = event.delta
+                delta_type = getattr(delta, "type", None)
+                if delta_type == "text_delta" and delta.text:
+                    started = True
+                    yield TextDelta(delta.text)
+                elif delta_type == "thinking_delta" and getattr(delta, "thinking", ""):
+                    started = True
+                    yield ThinkingDelta(delta.thinking)
+                # Signatures, tool input and unknown delta types are not shown.
+            elif kind == "message_start":
+                message = event.message
+                usage = getattr(message, "usage", None)
+                input_tokens = getattr(usage, "input_tokens", None)
+                yield Started(
+                    model=getattr(message, "model", "") or request.model, input_tokens=input_tokens
+                )
+            elif kind == "message_delta":
+                usage = getattr(event, "usage", None)
+                stop_reason = getattr(event.delta, "stop_reason", None) or ""
+                output_tokens = getattr(usage, "output_tokens", None)
+                usage_input = getattr(usage, "input_tokens", None)
+                pending_finish = Finished(
+                    stop_reason=stop_reason,
+                    input_tokens=usage_input if usage_input is not None else input_tokens,
+                    output_tokens=output_tokens,
+                )
+                input_tokens = pending_finish.input_tokens
+            elif kind == "message_stop":
+                finished = True
+                yield pending_finish or Finished("", input_tokens, None)
+                return
+            # content_block_start/stop, ping and unknown event types carry nothing to show.
+    except UpstreamError:
+        raise
+    except (asyncio.CancelledError, GeneratorExit):
+        raise
+    except Exception as exc:
+        raise map_error(exc, model=request.model, started=started) from None
+    finally:
+        await stream.close()
+    if not finished:
+        raise UpstreamError(
+            "incomplete_response",
+            _("The gateway ended the reply before finishing it. The partial reply is kept."),
+            retryable=not started,
+        )
+
+
+# --- Error mapping ------------------------------------------------------------------------
+_ERROR_TYPES = {
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "rate_limit_error": 429,
+    "request_too_large": 413,
+    "invalid_request_error": 400,
+    "api_error": 500,
+    "overloaded_error": 529,
+}
+
+
+def _error_from_body(body: bytes, *, model: str) -> UpstreamError:
+    import json
+
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return UpstreamError(
+            "malformed_response", _("The gateway sent a response this app cannot read.")
+        )
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        status = _ERROR_TYPES.get(str(error.get("type")), 502)
+        return _for_status(status, model=model, detail=str(error.get("message", ""))[:300])
+    return UpstreamError(
+        "malformed_response", _("The gateway sent a response this app cannot read.")
+    )
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _for_status(
+    status: int, *, model: str, detail: str = "", retry_after: float | None = None
+) -> UpstreamError:
+    if status == 401:
+        return UpstreamError(
+            "auth_failed",
+            _(
+                "The gateway did not accept the API key. Ask your administrator to check or replace it."
+            ),
+            status_code=status,
+        )
+    if status == 403:
+        return UpstreamError(
+            "forbidden",
+            _("This API key may not use this model or gateway. Ask your administrator for access."),
+            status_code=status,
+        )
+    if status == 404:
+        return UpstreamError(
+            "model_not_found",
+            _(
+                "The gateway does not offer the model “%(model)s”. Choose another model in the settings."
+            )
+            % {"model": model},
+            status_code=status,
+        )
+    if status == 429:
+        if retry_after is not None:
+            text = _("The gateway is limiting requests. Try again in %(seconds)d seconds.") % {
+                "seconds": max(1, round(retry_after))
+            }
+        else:
+            text = _("The gateway is limiting requests. Try again in a moment.")
+        # A short wait is worth retrying for; a long one is the person's decision.
+        short = retry_after is not None and retry_after <= 2
+        return UpstreamError(
+            "rate_limited", text, status_code=status, retry_after=retry_after, retryable=short
+        )
+    if status == 413:
+        return UpstreamError(
+            "request_too_large",
+            _(
+                "This conversation is too long for the model. Start a new chat or edit an earlier message."
+            ),
+            status_code=status,
+        )
+    if status == 529:
+        return UpstreamError(
+            "overloaded",
+            _("The model is overloaded right now. Try again in a minute."),
+            status_code=status,
+            retryable=True,
+        )
+    if status >= 500:
+        return UpstreamError(
+            "upstream_error",
+            _("The gateway had an internal error (HTTP %(status)d). Try again.")
+            % {"status": status},
+            status_code=status,
+            retryable=True,
+        )
+    if status in (400, 422):
+        text = _("The gateway rejected the request.")
+        if detail:
+            text = f"{text} {detail}"
+        return UpstreamError("bad_request", text, status_code=status)
+    return UpstreamError(
+        "upstream_error",
+        _("The gateway answered with an unexpected error (HTTP %(status)d).") % {"status": status},
+        status_code=status,
+    )
+
+
+def map_error(exc: BaseException, *, model: str, started: bool) -> UpstreamError:
+    """Turn any exception raised while talking to the gateway into an `UpstreamError`."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, anthropic.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error") if isinstance(body.get("error"), dict) else None
+        status = exc.status_code
+        detail = ""
+        if error is not None:
+            detail = str(error.get("message", ""))[:300]
+            # An SSE `error` event arrives inside a 200 response: its type tells the cause.
+            if status < 400:
+                status = _ERROR_TYPES.get(str(error.get("type")), 502)
+        elif status < 400:
+            status = 502
+        mapped = _for_status(
+            status, model=model, detail=detail, retry_after=_retry_after(exc.response.headers)
+        )
+        mapped.retryable = mapped.retryable and not started
+        return mapped
+    if isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException):
+        if started:
+            return UpstreamError(
+                "stream_stalled",
+                _(
+                    "The gateway stopped sending for %(seconds)d seconds, so the reply was ended. "
+                    "The partial reply is kept."
+                )
+                % {"seconds": round(settings.CHAT_UPSTREAM_READ_TIMEOUT)},
+            )
+        return UpstreamError(
+            "timeout", _("The gateway did not answer in time. Try again."), retryable=True
+        )
+    if isinstance(exc, anthropic.APIConnectionError | httpx2.ConnectError):
+        return UpstreamError(
+            "connection_failed",
+            _(
+                "Could not reach the gateway. Try again, or ask your administrator to check the address."
+            ),
+            retryable=not started,
+        )
+    if isinstance(exc, httpx2.TransportError | httpx2.StreamError):
+        return UpstreamError(
+            "stream_interrupted",
+            _(
+                "The connection to the gateway was cut before the reply finished. The partial reply is kept."
+            ),
+            retryable=not started,
+        )
+    if isinstance(exc, ValueError | anthropic.APIResponseValidationError):
+        return UpstreamError(
+            "malformed_response", _("The gateway sent a response this app cannot read.")
+        )
+    logger.exception("Unexpected error from the gateway client")
+    return UpstreamError(
+        "upstream_error", _("Something went wrong talking to the gateway. Try again.")
+    )

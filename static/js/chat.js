@@ -1,0 +1,518 @@
+// The chat page: one websocket per conversation (protocol v1, docs/protocol.md).
+// The server is the source of truth: the page renders what it is told, keeps `seq` per
+// streaming reply, and resyncs (reconnect + reload of the message list) on any gap.
+
+const root = document.getElementById("chat");
+
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 10000;
+const STICK_PX = 80;
+
+function t(text) {
+  // Django's JavaScript catalog, when the page loads it.
+  return typeof window.gettext === "function" ? window.gettext(text) : text;
+}
+
+function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+class ChatPage {
+  constructor(el) {
+    this.conversationId = el.dataset.conversationId;
+    this.messagesUrl = el.dataset.messagesUrl;
+    this.log = document.getElementById("log");
+    this.form = document.getElementById("composer");
+    this.input = document.getElementById("composer-input");
+    this.sendButton = document.getElementById("send");
+    this.stopButton = document.getElementById("stop");
+    this.regenerateButton = document.getElementById("regenerate");
+    this.indicator = document.getElementById("connection");
+    this.notice = document.getElementById("notice");
+    this.socket = null;
+    this.backoff = MIN_BACKOFF_MS;
+    this.everConnected = false;
+    this.streaming = null; // {id, seq}
+    this.pending = this.loadPending(); // {client_id, content}: sent, not yet acknowledged
+    this.draftKey = `draft:${this.conversationId}`;
+    this.bindComposer();
+    this.decorate(this.log);
+    this.scrollToBottom(true);
+    this.refreshButtons();
+    this.connect();
+  }
+
+  // --- connection ---------------------------------------------------------------------
+  setConnection(state, label) {
+    this.indicator.dataset.state = state;
+    this.indicator.textContent = label;
+  }
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws/conversations/${this.conversationId}/`);
+    this.socket = socket;
+    this.setConnection("connecting", t("Connecting…"));
+    socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.handle(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (event.code === 4401) {
+        this.setConnection("offline", t("Signed out"));
+        location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
+        return;
+      }
+      if (event.code === 4404) {
+        this.setConnection("offline", t("Conversation not found"));
+        return;
+      }
+      this.scheduleReconnect();
+    });
+  }
+
+  scheduleReconnect() {
+    this.setConnection("offline", t("Reconnecting…"));
+    const delay = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    setTimeout(() => this.resync(), delay);
+  }
+
+  async resync() {
+    // Reload the stored messages (anything finished while we were away), then reconnect;
+    // the first frame (`state`) brings the exact text of a reply still streaming.
+    try {
+      const response = await fetch(this.messagesUrl, { credentials: "same-origin" });
+      if (response.ok) {
+        const html = await response.text();
+        const template = document.createElement("template");
+        template.innerHTML = html;
+        this.replaceLog(template.content);
+      } else if (response.status === 404 || response.redirected) {
+        location.reload();
+        return;
+      }
+    } catch {
+      // Offline: the socket attempt below fails too and schedules the next try.
+    }
+    this.connect();
+  }
+
+  forceResync() {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close();
+    this.resync();
+  }
+
+  send(frame) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  // --- frames -------------------------------------------------------------------------
+  handle(frame) {
+    switch (frame.type) {
+      case "state":
+        this.onState(frame);
+        break;
+      case "message":
+        this.onMessage(frame.message);
+        break;
+      case "delta":
+      case "thinking":
+        this.onDelta(frame);
+        break;
+      case "done":
+        this.onDone(frame);
+        break;
+      case "error":
+        this.onError(frame);
+        break;
+      case "superseded":
+        for (const id of frame.message_ids) this.article(id)?.remove();
+        this.refreshButtons();
+        break;
+      default:
+        // Unknown frame types are ignored: newer servers may add some.
+        break;
+    }
+  }
+
+  onState(frame) {
+    this.backoff = MIN_BACKOFF_MS;
+    this.everConnected = true;
+    this.setConnection("online", t("Connected"));
+    const generation = frame.generation;
+    this.streaming = null;
+    if (generation) {
+      const article = this.article(generation.message_id) || this.appendArticle({
+        id: generation.message_id, role: "assistant", status: "streaming", content: "",
+      });
+      this.setStatus(article, "streaming");
+      this.body(article).textContent = generation.text;
+      if (generation.thinking) this.thinkingText(article, true).textContent = generation.thinking;
+      this.streaming = { id: generation.message_id, seq: generation.seq };
+    } else {
+      // Nothing streams: any article still marked streaming is stale; fetch the truth.
+      const stale = this.log.querySelector('article[data-status="streaming"]');
+      if (stale) {
+        this.forceResync();
+        return;
+      }
+    }
+    this.resendPending();
+    this.refreshButtons();
+    this.scrollToBottom();
+  }
+
+  onMessage(message) {
+    let article = this.article(message.id);
+    if (!article && message.client_id) {
+      article = this.log.querySelector(`article[data-client-id="${CSS.escape(message.client_id)}"]`);
+      if (article) article.dataset.messageId = message.id;
+    }
+    if (message.client_id && this.pending && this.pending.client_id === message.client_id) {
+      this.setPending(null);
+    }
+    if (!article) article = this.appendArticle(message);
+    this.setStatus(article, message.status);
+    if (message.role === "assistant" && message.status === "streaming") {
+      this.streaming = { id: message.id, seq: 0 };
+    }
+    this.refreshButtons();
+    this.scrollToBottom();
+  }
+
+  onDelta(frame) {
+    if (!this.streaming || this.streaming.id !== frame.message_id) {
+      if (this.article(frame.message_id)) return;
+      this.forceResync();
+      return;
+    }
+    if (frame.seq <= this.streaming.seq) return; // already shown
+    if (frame.seq !== this.streaming.seq + 1) {
+      // A frame was lost (the channel layer drops under pressure): start over from the
+      // server's authoritative text.
+      this.forceResync();
+      return;
+    }
+    this.streaming.seq = frame.seq;
+    const article = this.article(frame.message_id);
+    if (!article) return;
+    const stick = this.isNearBottom();
+    if (frame.type === "thinking") {
+      const details = article.querySelector(".message__thinking") || this.thinkingText(article, true).closest("details");
+      details.open = true;
+      this.thinkingText(article, true).append(frame.text);
+    } else {
+      const details = article.querySelector(".message__thinking");
+      if (details && details.open && !details.dataset.userOpened) details.open = false;
+      this.body(article).append(frame.text);
+    }
+    if (stick) this.scrollToBottom(true);
+  }
+
+  onDone(frame) {
+    const stick = this.isNearBottom();
+    const article = this.article(frame.message_id) || this.appendArticle({
+      id: frame.message_id, role: "assistant", status: frame.status, content: "",
+    });
+    const body = this.body(article);
+    body.classList.remove("message__body--plain");
+    body.innerHTML = frame.html; // rendered and sanitised by the server (nh3)
+    if (frame.thinking) {
+      const text = this.thinkingText(article, true);
+      text.textContent = frame.thinking;
+      text.closest("details").open = false;
+    }
+    this.setStatus(article, frame.status);
+    article.querySelector(".message__error")?.remove();
+    if (frame.error) this.showArticleError(article, frame.error.code, frame.error.message);
+    if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
+    this.decorate(article);
+    this.refreshButtons();
+    if (stick) this.scrollToBottom(true);
+  }
+
+  onError(frame) {
+    if (frame.message_id) {
+      const article = this.article(frame.message_id);
+      if (article && !article.querySelector(".message__error")) {
+        this.showArticleError(article, frame.code, frame.message);
+      }
+      return;
+    }
+    // A refused request: the typed text was not stored, give it back.
+    if (this.pending && ["empty_message", "message_too_long", "no_api_key", "generation_running", "invalid_content", "rate_limited", "quota_exceeded"].includes(frame.code)) {
+      const article = this.log.querySelector(`article[data-client-id="${CSS.escape(this.pending.client_id)}"]`);
+      if (article && !article.dataset.messageId) article.remove();
+      if (!this.input.value) this.input.value = this.pending.content;
+      this.setPending(null);
+      this.autosize();
+    }
+    this.showNotice(frame.message);
+    this.refreshButtons();
+  }
+
+  // --- composer -----------------------------------------------------------------------
+  bindComposer() {
+    const saved = localStorage.getItem(this.draftKey);
+    if (saved && !this.input.value) this.input.value = saved;
+    this.autosize();
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    this.input.addEventListener("keydown", (event) => {
+      // Never send while an input method is composing (Chinese, Japanese, ...).
+      if (event.isComposing || event.keyCode === 229) return;
+      if (event.key === "Enter" && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        this.submit();
+      }
+    });
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      this.saveDraft();
+    });
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.regenerateButton.addEventListener("click", () => {
+      this.hideNotice();
+      if (!this.send({ type: "regenerate" })) this.showNotice(t("Not connected. Try again in a moment."));
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.streaming) {
+        event.preventDefault();
+        this.stop();
+      }
+    });
+  }
+
+  saveDraft() {
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => {
+      if (this.input.value) localStorage.setItem(this.draftKey, this.input.value);
+      else localStorage.removeItem(this.draftKey);
+    }, 300);
+  }
+
+  autosize() {
+    // Grow with the text, up to a cap (then the textarea scrolls).
+    this.input.style.height = "auto";
+    this.input.style.height = `${Math.min(this.input.scrollHeight, 320)}px`;
+  }
+
+  submit() {
+    const content = this.input.value;
+    if (!content.trim()) return;
+    if (this.streaming || this.pending) {
+      this.showNotice(t("A reply is still being written. Wait for it to finish or press Stop."));
+      return;
+    }
+    this.hideNotice();
+    const clientId = newClientId();
+    this.setPending({ client_id: clientId, content });
+    this.appendArticle({ role: "user", status: "sending", content, client_id: clientId });
+    this.input.value = "";
+    localStorage.removeItem(this.draftKey);
+    this.autosize();
+    this.send({ type: "send", content, client_id: clientId });
+    this.refreshButtons();
+    this.scrollToBottom(true);
+    this.input.focus();
+  }
+
+  resendPending() {
+    // Exactly once per connection; the server ignores a client_id it has already stored.
+    if (!this.pending) return;
+    const stored = this.log.querySelector(`article[data-client-id="${CSS.escape(this.pending.client_id)}"][data-message-id]`);
+    if (stored) {
+      this.setPending(null);
+      return;
+    }
+    if (!this.log.querySelector(`article[data-client-id="${CSS.escape(this.pending.client_id)}"]`)) {
+      this.appendArticle({ role: "user", status: "sending", content: this.pending.content, client_id: this.pending.client_id });
+    }
+    this.send({ type: "send", content: this.pending.content, client_id: this.pending.client_id });
+  }
+
+  loadPending() {
+    try {
+      return JSON.parse(sessionStorage.getItem(`pending:${root.dataset.conversationId}`) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  setPending(value) {
+    this.pending = value;
+    const key = `pending:${this.conversationId}`;
+    if (value) sessionStorage.setItem(key, JSON.stringify(value));
+    else sessionStorage.removeItem(key);
+  }
+
+  stop() {
+    if (!this.send({ type: "stop" })) this.showNotice(t("Not connected. Try again in a moment."));
+    this.input.focus();
+  }
+
+  refreshButtons() {
+    const streaming = Boolean(this.streaming);
+    this.stopButton.hidden = !streaming;
+    this.sendButton.disabled = streaming || Boolean(this.pending);
+    const articles = this.log.querySelectorAll("article");
+    const last = articles[articles.length - 1];
+    this.regenerateButton.hidden = streaming || !last || last.dataset.role !== "assistant";
+    if (!streaming && last && last.dataset.role === "user" && last.dataset.messageId && !this.pending) {
+      // A question without an answer (e.g. the reply failed to start): offer to answer it.
+      this.regenerateButton.hidden = false;
+    }
+    document.getElementById("log-empty")?.toggleAttribute("hidden", articles.length > 0);
+  }
+
+  // --- DOM ----------------------------------------------------------------------------
+  article(id) {
+    return id ? this.log.querySelector(`article[data-message-id="${CSS.escape(id)}"]`) : null;
+  }
+
+  body(article) {
+    return article.querySelector(".message__body");
+  }
+
+  thinkingText(article, create) {
+    let text = article.querySelector(".message__thinking-text");
+    if (!text && create) {
+      const details = document.createElement("details");
+      details.className = "message__thinking";
+      details.addEventListener("toggle", () => {
+        if (!this.streaming) details.dataset.userOpened = "1";
+      });
+      const summary = document.createElement("summary");
+      summary.textContent = t("Thinking");
+      text = document.createElement("div");
+      text.className = "message__thinking-text";
+      details.append(summary, text);
+      this.body(article).before(details);
+    }
+    return text;
+  }
+
+  appendArticle(message) {
+    const article = document.createElement("article");
+    article.className = `message message--${message.role}`;
+    article.dataset.role = message.role;
+    article.dataset.status = message.status;
+    if (message.id) article.dataset.messageId = message.id;
+    if (message.client_id) article.dataset.clientId = message.client_id;
+    const meta = document.createElement("header");
+    meta.className = "message__meta";
+    const author = document.createElement("span");
+    author.className = "message__author";
+    author.textContent = message.role === "user" ? t("You") : t("Assistant");
+    const status = document.createElement("span");
+    status.className = "message__status";
+    status.dataset.statusLabel = "";
+    meta.append(author, status);
+    const body = document.createElement("div");
+    body.className = "message__body message__body--plain";
+    body.textContent = message.content || "";
+    article.append(meta, body);
+    this.log.append(article);
+    this.setStatus(article, message.status);
+    document.getElementById("log-empty")?.setAttribute("hidden", "");
+    return article;
+  }
+
+  replaceLog(fragment) {
+    this.log.querySelectorAll("article").forEach((a) => a.remove());
+    this.log.append(fragment);
+    this.decorate(this.log);
+    this.refreshButtons();
+    this.scrollToBottom(true);
+  }
+
+  setStatus(article, status) {
+    article.dataset.status = status;
+    const labels = {
+      streaming: t("writing…"),
+      sending: t("sending…"),
+      stopped: t("stopped"),
+      error: t("failed"),
+      interrupted: t("interrupted"),
+    };
+    const label = article.querySelector("[data-status-label]");
+    if (label) label.textContent = labels[status] || "";
+  }
+
+  showArticleError(article, code, message) {
+    const p = document.createElement("p");
+    p.className = "message__error";
+    p.setAttribute("role", "alert");
+    const codeEl = document.createElement("span");
+    codeEl.className = "message__error-code";
+    codeEl.textContent = code;
+    p.append(codeEl, ` ${message}`);
+    article.append(p);
+  }
+
+  showNotice(text) {
+    this.notice.textContent = text;
+    this.notice.hidden = false;
+  }
+
+  hideNotice() {
+    this.notice.hidden = true;
+    this.notice.textContent = "";
+  }
+
+  decorate(scope) {
+    // A Copy button on every code block of a finished reply.
+    scope.querySelectorAll('article[data-role="assistant"] pre').forEach((pre) => {
+      if (pre.parentElement.classList.contains("code")) return;
+      const wrap = document.createElement("div");
+      wrap.className = "code";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "code__copy";
+      button.textContent = t("Copy");
+      button.addEventListener("click", async () => {
+        try {
+          await navigator.clipboard.writeText(pre.innerText);
+          button.textContent = t("Copied");
+        } catch {
+          button.textContent = t("Copy failed");
+        }
+        setTimeout(() => { button.textContent = t("Copy"); }, 1500);
+      });
+      pre.replaceWith(wrap);
+      wrap.append(button, pre);
+    });
+  }
+
+  isNearBottom() {
+    const el = this.log;
+    return el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
+  }
+
+  scrollToBottom(force = false) {
+    // Follow the reply unless the person scrolled up to read.
+    if (force || this.isNearBottom()) this.log.scrollTop = this.log.scrollHeight;
+  }
+}
+
+if (root) {
+  window.chatPage = new ChatPage(root);
+}

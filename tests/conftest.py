@@ -1,0 +1,113 @@
+"""Shared fixtures: named users, the fake gateway over real HTTP, signed-in websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from conversations import generation, services, upstream
+from conversations.fakegateway import FakeGateway
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest.fixture(scope="session")
+def gateway_server() -> Iterator[FakeGateway]:
+    server = FakeGateway(token_delay=0.0).start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture
+def gateway(gateway_server: FakeGateway) -> Iterator[FakeGateway]:
+    gateway_server.reset()
+    gateway_server.token_delay = 0.0
+    yield gateway_server
+    gateway_server.reset()
+
+
+@pytest.fixture(autouse=True)
+def _chat_settings(settings: Any) -> None:
+    settings.CHAT_UPSTREAM_RETRY_BACKOFF = 0.01
+    settings.CHAT_DEMO_GATEWAY_URL = ""
+    settings.CLOUDBASE_API_KEY = ""
+    upstream.forget_clients()
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_async_state() -> AsyncIterator[None]:
+    # Every test has its own event loop: start from an empty channel layer and registry.
+    await get_channel_layer().flush()
+    yield
+    await generation.registry.shutdown()
+    await get_channel_layer().flush()
+
+
+def make_user(username: str, **extra: Any) -> Any:
+    return get_user_model().objects.create_user(username, password="pw-" + username, **extra)
+
+
+@pytest.fixture
+def alice(db: None) -> Any:
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(db: None) -> Any:
+    return make_user("bob")
+
+
+def give_key(user: Any, gateway: FakeGateway, key: str, **kwargs: Any) -> Any:
+    return services.set_api_key(user, key=key, base_url=gateway.base_url, **kwargs)
+
+
+def session_cookie(user: Any) -> bytes:
+    client = Client()
+    client.force_login(user)
+    return f"sessionid={client.cookies['sessionid'].value}".encode()
+
+
+async def open_socket(user: Any | None, conversation_public_id: Any) -> WebsocketCommunicator:
+    from chatsite.asgi import application
+
+    headers = [ORIGIN]
+    if user is not None:
+        headers.append((b"cookie", await database_sync_to_async(session_cookie)(user)))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/conversations/{conversation_public_id}/", headers=headers
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return communicator
+
+
+async def receive(communicator: WebsocketCommunicator, timeout: float = 10) -> dict[str, Any]:
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def frames_until(
+    communicator: WebsocketCommunicator, frame_type: str, timeout: float = 15
+) -> list[dict[str, Any]]:
+    """Every frame up to and including the first of `frame_type`."""
+    received: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        assert remaining > 0, f"no {frame_type!r} frame; got {[f['type'] for f in received]}"
+        frame = await receive(communicator, timeout=remaining)
+        received.append(frame)
+        if frame["type"] == frame_type:
+            return received
+
+
+def joined_deltas(received: list[dict[str, Any]], kind: str = "delta") -> str:
+    return "".join(f["text"] for f in received if f["type"] == kind)
