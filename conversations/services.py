@@ -173,10 +173,22 @@ def start_turn(
             existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
             return TurnStart(existing, None, None)
         reply = _new_reply(conversation, credential)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        changes: dict[str, Any] = {"updated_at": timezone.now()}
+        if not conversation.title:
+            # Until a better title is chosen, the question's first words name the chat.
+            changes["title"] = conversation.title = fallback_title(content)
+        Conversation.objects.filter(pk=conversation.pk).update(**changes)
         broadcast_on_commit(conversation.public_id, frames.message(question))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
     return TurnStart(question, reply, _plan(conversation, reply, credential))
+
+
+def fallback_title(content: str, limit: int = 60) -> str:
+    words = " ".join(content.split())
+    if len(words) <= limit:
+        return words
+    cut = words[:limit].rsplit(" ", 1)[0] if " " in words[:limit] else words[:limit]
+    return cut + "…"
 
 
 def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:

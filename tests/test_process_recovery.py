@@ -1,0 +1,78 @@
+"""A Daphne process killed mid-reply (kill -9): the checkpointed text survives and the reply
+is marked interrupted by the next process, never left streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+
+from conversations import services
+from conversations.fakegateway import Script
+from conversations.models import Message
+from tests.conftest import give_key, session_cookie
+from tests.live import DaphneProcess
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+FAST_LEASES = {"CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_LEASE_SECONDS": "1"}
+
+
+async def connect(server: DaphneProcess, cookie: bytes, conversation_id):
+    return await websockets.connect(
+        f"{server.ws_url}/ws/conversations/{conversation_id}/",
+        additional_headers={"Cookie": cookie.decode(), "Origin": server.http_url},
+        open_timeout=10,
+    )
+
+
+async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_it_interrupted(
+    alice, gateway
+):
+    await db(give_key)(alice, gateway, "sk-kill")
+    conversation = await db(services.create_conversation)(alice)
+    cookie = await db(session_cookie)(alice)
+    gateway.enqueue(Script(words=5000, token_delay=0.01))
+
+    first = await asyncio.to_thread(DaphneProcess(**FAST_LEASES).start)
+    try:
+        ws = await connect(first, cookie, conversation.public_id)
+        assert json.loads(await ws.recv())["type"] == "state"
+        await ws.send(json.dumps({"type": "send", "content": "write a lot"}))
+        received = ""
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            if frame["type"] == "delta":
+                received += frame["text"]
+        first.kill()  # SIGKILL: no finally, no shutdown hook
+        await ws.close()
+    finally:
+        first.kill()
+
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.status == "streaming"
+    assert reply.content and received.startswith(reply.content)
+    # The checkpoint is at most ~1 s old: 100 tokens at 100 tokens/s.
+    assert len(reply.content.split()) >= len(received.split()) - 100
+    checkpoint = reply.content
+
+    await asyncio.sleep(1.2)  # the dead process's lease runs out
+    with DaphneProcess(**FAST_LEASES) as second:
+        ws = await connect(second, cookie, conversation.public_id)
+        state = json.loads(await ws.recv())
+        assert state == {"type": "state", "generation": None}
+        done = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert done["type"] == "done" and done["status"] == "interrupted"
+        assert done["content"] == checkpoint
+        await ws.close()
+
+    await reply.arefresh_from_db()
+    assert reply.status == "interrupted"
+    assert reply.content == checkpoint
+    assert await Message.objects.filter(status="streaming").acount() == 0
