@@ -280,7 +280,7 @@ async def test_edit_of_an_assistant_message_or_another_conversations_message_is_
     other = await new_conversation(alice)
     other_start = await db(services.start_turn)(alice, other, "elsewhere")
     await generation.registry.wait(other.public_id)
-    question, reply = await stored(conversation)
+    _question, reply = await stored(conversation)
     before = [(m.pk, m.content, m.superseded_at) for m in await stored(conversation)]
     cases = [
         (str(reply.public_id), "not_editable"),
