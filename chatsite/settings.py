@@ -6,10 +6,12 @@ in-memory channel layer; `DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and
 
 import base64
 import hashlib
+import os
 import sys
 from pathlib import Path
 
 import environ
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -36,7 +38,8 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     # Daphne first so `runserver` serves websockets too.
     "daphne",
-    "django.contrib.admin",
+    # Django's admin with a usage page (chatsite/apps.py, conversations/adminsite.py).
+    "chatsite.apps.ChatAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -91,7 +94,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
     # A file, not memory: browser tests run Daphne in another process on the same database.
-    _db["TEST"] = {"NAME": str(BASE_DIR / "var" / "test-db.sqlite3")}
+    # One per test process, so two test runs on one machine never share a file.
+    _db["TEST"] = {"NAME": str(BASE_DIR / "var" / f"test-db-{os.getpid()}.sqlite3")}
 else:
     # Keep connections open between requests and check them before reuse.
     _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
@@ -167,7 +171,9 @@ if not DEBUG:
 
 # --- Encryption of API keys at rest ---------------------------------------------------
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation).
-FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+FIELD_ENCRYPTION_KEYS: list[str] = [
+    key.strip() for key in env.list("FIELD_ENCRYPTION_KEYS", default=[]) if key.strip()
+]
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -183,6 +189,15 @@ if not FIELD_ENCRYPTION_KEYS:
             hashlib.sha256(b"field-encryption:" + SECRET_KEY.encode()).digest()
         ).decode()
     ]
+# Fail at start, not at the first saved key; never echo the key itself.
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS: key number {_position} is not a Fernet key "
+            "(32 url-safe base64-encoded bytes)."
+        ) from None
 
 # --- The gateway ----------------------------------------------------------------------
 # Instance default credential from the environment (used by users without their own).
@@ -196,6 +211,8 @@ CHAT_DEMO_GATEWAY_URL: str = env.str("CHAT_DEMO_GATEWAY_URL", default="")
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 CHAT_MAX_FRAME_BYTES: int = env.int("CHAT_MAX_FRAME_BYTES", default=256 * 1024)
 CHAT_DEFAULT_MAX_TOKENS: int = env.int("CHAT_DEFAULT_MAX_TOKENS", default=4096)
+# The largest max_tokens a conversation may ask for (the models' output limit).
+CHAT_MAX_TOKENS_LIMIT: int = env.int("CHAT_MAX_TOKENS_LIMIT", default=32_000)
 # How often a streaming reply is written to the database (seconds). Also the heartbeat
 # of its lease: a reply whose lease runs out belongs to a dead process.
 CHAT_CHECKPOINT_INTERVAL: float = env.float("CHAT_CHECKPOINT_INTERVAL", default=1.0)
@@ -206,6 +223,9 @@ CHAT_UPSTREAM_READ_TIMEOUT: float = env.float("CHAT_UPSTREAM_READ_TIMEOUT", defa
 # Attempts after the first one, only before any token has arrived.
 CHAT_UPSTREAM_RETRIES: int = env.int("CHAT_UPSTREAM_RETRIES", default=2)
 CHAT_UPSTREAM_RETRY_BACKOFF: float = env.float("CHAT_UPSTREAM_RETRY_BACKOFF", default=0.5)
+# Turns (send, regenerate, edit) per user per clock minute, counted in the cache (shared
+# by every process with REDIS_URL). 0 turns the limit off.
+CHAT_RATE_LIMIT_PER_MINUTE: int = env.int("CHAT_RATE_LIMIT_PER_MINUTE", default=20)
 
 # --- Logging --------------------------------------------------------------------------
 LOGGING = {

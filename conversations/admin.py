@@ -1,15 +1,23 @@
-"""Admin: credentials with a write-only key, conversations and messages with usage."""
+"""Admin: credentials with a write-only key, users with their usage and quota, conversations
+and messages with their token counts. The usage chart is in `conversations.adminsite`."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import admin as auth_admin
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import formats
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from conversations import services
+from conversations import services, usage
 from conversations.models import ApiCredential, Conversation, Message, cloudbase_base_url
 
 
@@ -28,7 +36,8 @@ class ApiCredentialForm(forms.ModelForm):
         label=_("CloudBase ENV_ID"),
         required=False,
         help_text=_(
-            "Instead of a base URL: builds https://<ENV_ID>.api.tcloudbasegateway.com/v1/ai/cloudbase"
+            # Help texts are HTML in the admin: no angle brackets, or the name vanishes.
+            "Instead of a base URL: builds https://ENV_ID.api.tcloudbasegateway.com/v1/ai/cloudbase"
         ),
     )
 
@@ -48,6 +57,19 @@ class ApiCredentialForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["base_url"].required = False
+        self.fields["user"].help_text = _(
+            "Empty: the instance default, used by everyone who was never given a key."
+        )
+        self.fields["allowed_models"].help_text = _(
+            "One model name per line; empty means only the default model."
+        )
+        self.fields["monthly_token_quota"].help_text = _(
+            "Input plus output tokens per user per calendar month (UTC); on the instance "
+            "default it applies to each user separately. Empty: no quota."
+        )
+        self.fields["is_active"].help_text = _(
+            "Untick to revoke: the user's next message is refused with a “no API key” error."
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -78,13 +100,14 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         "user",
         "scheme",
         "default_model",
-        "key_hint",
+        "current_key",
+        "monthly_token_quota",
         "is_active",
         "last_used_at",
     ]
     list_filter = ["is_active", "scheme"]
     search_fields = ["label", "user__username", "base_url"]
-    readonly_fields = ["key_hint", "last_used_at", "created_at", "updated_at"]
+    readonly_fields = ["current_key", "last_used_at", "created_at", "updated_at"]
     autocomplete_fields = ["user"]
     fieldsets = [
         (None, {"fields": ["user", "label", "is_active"]}),
@@ -92,12 +115,17 @@ class ApiCredentialAdmin(admin.ModelAdmin):
             _("Gateway"),
             {"fields": ["scheme", "env_id", "base_url", "default_model", "allowed_models"]},
         ),
-        (_("Key"), {"fields": ["api_key", "key_hint"]}),
+        (_("Key"), {"fields": ["current_key", "api_key"]}),
         (
             _("Limits and use"),
             {"fields": ["monthly_token_quota", "last_used_at", "created_at", "updated_at"]},
         ),
     ]
+
+    @admin.display(description=_("current key"), ordering="key_hint")
+    def current_key(self, obj: ApiCredential) -> str:
+        # Only the mask: the admin never decrypts a key to show it.
+        return obj.key_hint or "—"
 
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
         obj.save()
@@ -137,10 +165,34 @@ class ConversationAdmin(admin.ModelAdmin):
     inlines = [MessageInline]
 
 
+class MonthFilter(admin.SimpleListFilter):
+    """Calendar months in UTC, the months quotas count in."""
+
+    title = _("month (UTC)")
+    parameter_name = "month"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        months = Message.objects.datetimes("created_at", "month", order="DESC", tzinfo=UTC)
+        return [
+            (month.strftime("%Y-%m"), formats.date_format(month, "YEAR_MONTH_FORMAT"))
+            for month in months[:24]
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> QuerySet[Message]:
+        if not self.value():
+            return queryset
+        try:
+            start = datetime.strptime(self.value(), "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            return queryset.none()
+        return queryset.filter(created_at__gte=start, created_at__lt=usage.next_month_start(start))
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = [
         "public_id",
+        "owner",
         "conversation",
         "role",
         "status",
@@ -150,10 +202,90 @@ class MessageAdmin(admin.ModelAdmin):
         "stop_reason",
         "created_at",
     ]
-    list_filter = ["role", "status", "model", "created_at"]
+    list_filter = [
+        ("conversation__owner", admin.RelatedOnlyFieldListFilter),
+        MonthFilter,
+        "role",
+        "status",
+        "model",
+    ]
     search_fields = ["conversation__owner__username"]
-    list_select_related = ["conversation"]
+    list_select_related = ["conversation__owner"]
     readonly_fields = [f.name for f in Message._meta.fields]
+
+    @admin.display(description=_("user"), ordering="conversation__owner")
+    def owner(self, obj: Message) -> str:
+        return obj.conversation.owner.get_username()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# --- Users, with their usage ------------------------------------------------------------------
+def _grouped(number: int) -> str:
+    # Token counts run into the millions: group digits whatever USE_THOUSAND_SEPARATOR says.
+    return formats.number_format(number, force_grouping=True)
+
+
+User = get_user_model()
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class UserAdmin(auth_admin.UserAdmin):
+    """Django's user admin plus each person's token usage and what is left of their quota."""
+
+    list_display = [
+        "username",
+        "month_input",
+        "month_output",
+        "total_input",
+        "total_output",
+        "messages",
+        "last_used",
+        "quota_left",
+    ]
+    usage_fields = [*list_display[1:], "usage_chart"]
+    readonly_fields = usage_fields
+    fieldsets = [*auth_admin.UserAdmin.fieldsets, (_("Usage"), {"fields": usage_fields})]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return usage.with_usage(super().get_queryset(request))
+
+    @admin.display(description=_("tokens in, this month"), ordering="month_input_tokens")
+    def month_input(self, obj: Any) -> str:
+        return _grouped(obj.month_input_tokens)
+
+    @admin.display(description=_("tokens out, this month"), ordering="month_output_tokens")
+    def month_output(self, obj: Any) -> str:
+        return _grouped(obj.month_output_tokens)
+
+    @admin.display(description=_("tokens in, overall"), ordering="total_input_tokens")
+    def total_input(self, obj: Any) -> str:
+        return _grouped(obj.total_input_tokens)
+
+    @admin.display(description=_("tokens out, overall"), ordering="total_output_tokens")
+    def total_output(self, obj: Any) -> str:
+        return _grouped(obj.total_output_tokens)
+
+    @admin.display(description=_("messages sent"), ordering="messages_sent")
+    def messages(self, obj: Any) -> str:
+        return _grouped(obj.messages_sent)
+
+    @admin.display(description=_("last used"), ordering="last_used_at", empty_value=_("never"))
+    def last_used(self, obj: Any) -> datetime | None:
+        return obj.last_used_at
+
+    @admin.display(description=_("quota left this month"))
+    def quota_left(self, obj: Any) -> str:
+        if obj.has_own_key and not obj.has_active_key:
+            return str(_("no key (deactivated)"))
+        left = usage.quota_left(obj)
+        if left is None:
+            return str(_("no quota"))
+        return _grouped(left)
+
+    @admin.display(description=_("tokens per day"))
+    def usage_chart(self, obj: Any) -> str:
+        url = reverse("admin:usage") + f"?user={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, _("Chart of the last 30 days"))

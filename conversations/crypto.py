@@ -36,7 +36,12 @@ def decrypt(token: str) -> str:
 
 def rotate(token: str) -> str:
     """Re-encrypt with the first (newest) key."""
-    return _current().rotate(token.encode()).decode()
+    try:
+        return _current().rotate(token.encode()).decode()
+    except InvalidToken as exc:
+        raise DecryptionError(
+            "A stored API key cannot be decrypted with FIELD_ENCRYPTION_KEYS."
+        ) from exc
 
 
 def mask(secret: str) -> str:

@@ -126,6 +126,16 @@ def demo_reply(body: dict[str, Any]) -> str:
     )
 
 
+def demo_title(body: dict[str, Any]) -> str:
+    messages = body.get("messages") or []
+    last = messages[-1].get("content", "") if messages else ""
+    text = last if isinstance(last, str) else ""
+    question = text.split("User:", 1)[1] if "User:" in text else text
+    question = question.split("Assistant:", 1)[0]
+    words = DIRECTIVE.sub("", question).split()
+    return "Demo: " + " ".join(words[:5]) if words else "Demo conversation"
+
+
 def numbered_words(count: int) -> str:
     return " ".join(f"w{i}" for i in range(1, count + 1))
 
@@ -148,6 +158,8 @@ class FakeGateway:
         self.stamp = stamp
         self.requests: list[RecordedRequest] = []
         self.scripts: deque[Script] = deque()
+        self.side_requests: list[RecordedRequest] = []
+        self.side_scripts: deque[Script] = deque()
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -202,6 +214,8 @@ class FakeGateway:
     def reset(self) -> None:
         self.requests.clear()
         self.scripts.clear()
+        self.side_requests.clear()
+        self.side_scripts.clear()
 
     # --- HTTP ----------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -261,8 +275,14 @@ class FakeGateway:
             )
             return True
         record = RecordedRequest(method, path, headers, body)
-        self.requests.append(record)
-        script = self._script_for(body)
+        # Replies stream; non-streaming calls are the app's own side requests (titles).
+        # They are kept apart so tests can reason about the turns they script.
+        if body.get("stream"):
+            self.requests.append(record)
+            script = self._script_for(body)
+        else:
+            self.side_requests.append(record)
+            script = self.side_scripts.popleft() if self.side_scripts else Script()
         if script.close_connection:
             writer.transport.abort()
             return False
@@ -318,7 +338,8 @@ class FakeGateway:
         return demo_reply(body)
 
     def _whole_message(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
-        text = self._reply_text(body, script)
+        # Non-streaming calls are title requests: answer with the question's first words.
+        text = script.text if script.text is not None else demo_title(body)
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",

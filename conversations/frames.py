@@ -59,6 +59,14 @@ def state(generation: dict[str, Any] | None) -> dict[str, Any]:
     return {"type": "state", "generation": generation}
 
 
+def conversation(conv: Any) -> dict[str, Any]:
+    """The conversation's title changed (renamed, or named after the first exchange)."""
+    return {
+        "type": "conversation",
+        "conversation": {"id": str(conv.public_id), "title": conv.display_title},
+    }
+
+
 def superseded(message_ids: list[UUID]) -> dict[str, Any]:
     """Messages replaced by a regenerate or an edit (kept as previous versions)."""
     return {"type": "superseded", "message_ids": [str(m) for m in message_ids]}

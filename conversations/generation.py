@@ -178,6 +178,26 @@ class Generation:
                     outcome.error_code, outcome.error_message, self.plan.message_public_id
                 ),
             )
+        if self.plan.name_after and outcome.status == Message.Status.COMPLETE and outcome.content:
+            await self._name_conversation(outcome.content)
+
+    async def _name_conversation(self, answer: str) -> None:
+        """Ask the same gateway, with the same credential, for a short title. On failure the
+        automatic title (the question's first words) simply stays."""
+        question = await db(_first_question)(self.plan.conversation_id)
+        prompt = _(
+            "Write a title of at most six words for this conversation, in its language. "
+            "Reply with the title only.\n\nUser: %(question)s\n\nAssistant: %(answer)s"
+        ) % {"question": question[:1000], "answer": answer[:1000]}
+        request = upstream.TurnRequest(
+            model=self.plan.model, messages=[{"role": "user", "content": prompt}], max_tokens=30
+        )
+        try:
+            title = await upstream.complete_text(self.plan.credential, request)
+        except upstream.UpstreamError as exc:
+            logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
+            return
+        await db(services.set_generated_title)(self.plan.conversation_id, title)
 
 
 class Registry:
@@ -284,6 +304,18 @@ def _stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
         "text": message.content,
         "thinking": message.thinking,
     }
+
+
+def _first_question(conversation_id: int) -> str:
+    message = (
+        Message.objects.filter(
+            conversation_id=conversation_id, role=Message.Role.USER, superseded_at=None
+        )
+        .order_by("id")
+        .only("content")
+        .first()
+    )
+    return message.content if message else ""
 
 
 registry = Registry()

@@ -25,6 +25,8 @@ class Conversation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True)
+    # Set when the person named the conversation; an automatic title never replaces it.
+    title_is_custom = models.BooleanField(default=False)
     system_prompt = models.TextField(blank=True)
     # Blank means "the credential's default model".
     model = models.CharField(max_length=100, blank=True)
@@ -160,3 +162,30 @@ class ApiCredential(models.Model):
         if self.default_model not in models_:
             models_.insert(0, self.default_model)
         return models_
+
+
+class SearchDocument(models.Model):
+    """One searchable text: a message, or a conversation's title (no message).
+
+    `body` is the text segmented for the full-text index (CJK split into bigrams, see
+    `conversations.search.segment`). The index itself is database-specific and created by
+    migration 0002: an FTS5 table kept in sync by triggers on SQLite, a generated tsvector
+    column with a GIN index on PostgreSQL.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    message = models.OneToOneField(Message, on_delete=models.CASCADE, null=True, related_name="+")
+    body = models.TextField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(message=None),
+                name="one_title_document_per_conversation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"search entry {self.pk} of conversation {self.conversation_id}"

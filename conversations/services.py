@@ -21,8 +21,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import credentials, frames
-from conversations.models import ApiCredential, Conversation, Message
+from conversations import credentials, crypto, frames, limits
+from conversations.models import ApiCredential, Conversation, Message, SearchDocument
+from conversations.search import segment
 from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,82 @@ def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversat
     return Conversation.objects.filter(public_id=public_id, owner=user).first()
 
 
+def rename_conversation(conversation: Conversation, title: Any) -> Conversation:
+    if not isinstance(title, str) or not title.strip():
+        raise ServiceError("invalid_title", _("A title cannot be empty."))
+    title = " ".join(title.split())
+    if len(title) > 200:
+        raise ServiceError("invalid_title", _("A title can have at most 200 characters."))
+    with transaction.atomic():
+        conversation.title = title
+        conversation.title_is_custom = True
+        conversation.save(update_fields=["title", "title_is_custom"])
+        _index_title(conversation)
+        broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    """Delete a conversation with its messages and their search entries."""
+    public_id = conversation.public_id
+    with transaction.atomic():
+        conversation.delete()
+        broadcast_on_commit(public_id, {"type": "deleted"})
+
+
+def update_settings(conversation: Conversation, **values: Any) -> Conversation:
+    """Apply validated settings (see forms.ConversationSettingsForm); used from the next turn."""
+    allowed = {"system_prompt", "model", "temperature", "top_p", "max_tokens"}
+    unknown = set(values) - allowed
+    if unknown:
+        raise ServiceError(
+            "invalid_settings",
+            _("Unknown settings: %(names)s") % {"names": ", ".join(sorted(unknown))},
+        )
+    for name, value in values.items():
+        setattr(conversation, name, value)
+    conversation.save(update_fields=[*values, "updated_at"])
+    return conversation
+
+
+def set_generated_title(conversation_id: int, title: str) -> Conversation | None:
+    """A title summarised by the model; only replaces the automatic one (first words)."""
+    title = " ".join(title.split()).strip("\"'“”「」《》 ")[:80]
+    if not title:
+        return None
+    with transaction.atomic():
+        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        if conversation is None or conversation.title_is_custom:
+            return None
+        conversation.title = title
+        conversation.save(update_fields=["title"])
+        _index_title(conversation)
+        broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
+    return conversation
+
+
+# --- Search index --------------------------------------------------------------------------
+def _index_message(message: Message, owner_id: int) -> None:
+    if not message.content.strip():
+        return
+    SearchDocument.objects.update_or_create(
+        message=message,
+        defaults={
+            "owner_id": owner_id,
+            "conversation_id": message.conversation_id,
+            "body": segment(message.content),
+        },
+    )
+
+
+def _index_title(conversation: Conversation) -> None:
+    SearchDocument.objects.update_or_create(
+        conversation=conversation,
+        message=None,
+        defaults={"owner_id": conversation.owner_id, "body": segment(conversation.title)},
+    )
+
+
 # --- Turns -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TurnPlan:
@@ -81,6 +158,8 @@ class TurnPlan:
     temperature: float | None
     top_p: float | None
     max_tokens: int
+    # The first exchange of a conversation without a chosen title: name it afterwards.
+    name_after: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,17 +185,44 @@ def validate_content(content: Any) -> str:
 
 
 def _credential_or_error(user: AbstractBaseUser) -> GatewayCredential:
-    credential = credentials.resolve(user)
+    """The credential of the user's next turn, once the turn is within the limits.
+
+    Every turn action calls this before it writes anything: a refused turn stores nothing
+    and never reaches the gateway.
+    """
+    try:
+        credential = credentials.resolve(user)
+    except crypto.DecryptionError:
+        # FIELD_ENCRYPTION_KEYS lost the key this credential was stored with.
+        logger.error("The API key of user %s cannot be decrypted", user.pk)
+        raise ServiceError(
+            "api_key_unreadable",
+            _(
+                "The server cannot read your stored API key. Ask your administrator to "
+                "enter it again or to restore the encryption key it was saved with."
+            ),
+        ) from None
     if credential is None:
         raise ServiceError(
             "no_api_key",
             _("You have no API key for the gateway yet. Ask your administrator to give you one."),
         )
+    try:
+        limits.check_turn(user, credential)
+    except limits.LimitExceeded as exc:
+        raise ServiceError(exc.code, exc.message) from None
     return credential
 
 
-def _plan(conversation: Conversation, reply: Message, credential: GatewayCredential) -> TurnPlan:
+def _plan(
+    conversation: Conversation,
+    reply: Message,
+    credential: GatewayCredential,
+    *,
+    name_after: bool = False,
+) -> TurnPlan:
     return TurnPlan(
+        name_after=name_after,
         conversation_id=conversation.pk,
         conversation_public_id=conversation.public_id,
         message_id=reply.pk,
@@ -132,6 +238,10 @@ def _plan(conversation: Conversation, reply: Message, credential: GatewayCredent
 
 def _new_reply(conversation: Conversation, credential: GatewayCredential) -> Message:
     """The assistant placeholder. The partial unique index refuses a second one."""
+    if credential.credential_id is not None:
+        ApiCredential.objects.filter(pk=credential.credential_id).update(
+            last_used_at=timezone.now()
+        )
     try:
         with transaction.atomic():
             return Message.objects.create(
@@ -173,14 +283,18 @@ def start_turn(
             existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
             return TurnStart(existing, None, None)
         reply = _new_reply(conversation, credential)
+        _index_message(question, conversation.owner_id)
         changes: dict[str, Any] = {"updated_at": timezone.now()}
+        name_after = not conversation.title_is_custom and not conversation.title
         if not conversation.title:
             # Until a better title is chosen, the question's first words name the chat.
             changes["title"] = conversation.title = fallback_title(content)
+            _index_title(conversation)
+            broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
         Conversation.objects.filter(pk=conversation.pk).update(**changes)
         broadcast_on_commit(conversation.public_id, frames.message(question))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
-    return TurnStart(question, reply, _plan(conversation, reply, credential))
+    return TurnStart(question, reply, _plan(conversation, reply, credential, name_after=name_after))
 
 
 def fallback_title(content: str, limit: int = 60) -> str:
@@ -248,6 +362,7 @@ def edit_and_resend(
         question = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, content=content
         )
+        _index_message(question, conversation.owner_id)
         reply = _new_reply(conversation, credential)
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
         broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
@@ -328,11 +443,8 @@ def finish_reply(message_id: int, outcome: Outcome) -> dict[str, Any] | None:
         if not updated:
             return None
         message = Message.objects.select_related("conversation").get(pk=message_id)
-        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
-        if message.conversation and outcome.input_tokens is not None:
-            ApiCredential.objects.filter(user=message.conversation.owner_id, is_active=True).update(
-                last_used_at=now
-            )
+        # In the same transaction: one write transaction per finished reply.
+        _index_message(message, message.conversation.owner_id)
     return frames.done(message)
 
 
@@ -361,6 +473,7 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
             )
             if updated:
                 message.refresh_from_db()
+                _index_message(message, message.conversation.owner_id)
                 frame = frames.done(message)
                 results.append((message.conversation.public_id, frame))
                 broadcast_on_commit(message.conversation.public_id, frame)
@@ -437,3 +550,38 @@ def set_api_key(
         credential.save()
     credential_changed(credential)
     return credential
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    rotated: int
+    # Edited while the rotation ran: the edit already stored it under the newest key.
+    changed_meanwhile: int
+    # Ids of credentials that no key of FIELD_ENCRYPTION_KEYS decrypts.
+    undecryptable: list[int]
+
+
+def rotate_encryption_keys() -> KeyRotation:
+    """Re-encrypt every stored API key with the first key of FIELD_ENCRYPTION_KEYS.
+
+    The plaintext keys do not change, so cached clients stay valid. `updated_at` is left
+    alone on purpose: it decides which credential is a user's newest, and a new storage
+    key is not a new credential.
+    """
+    rotated, changed, failed = 0, 0, []
+    # A list, not a cursor: SQLite must not iterate a table while it is being updated.
+    rows = list(ApiCredential.objects.order_by("pk").values_list("pk", "key_encrypted"))
+    for pk, token in rows:
+        try:
+            new_token = crypto.rotate(token)
+        except crypto.DecryptionError:
+            failed.append(pk)
+            continue
+        # Compare-and-set: never overwrite a key an administrator replaced meanwhile.
+        if ApiCredential.objects.filter(pk=pk, key_encrypted=token).update(key_encrypted=new_token):
+            rotated += 1
+        else:
+            changed += 1
+    if failed:
+        logger.warning("Credentials %s cannot be decrypted with FIELD_ENCRYPTION_KEYS", failed)
+    return KeyRotation(rotated, changed, failed)

@@ -157,6 +157,14 @@ def forget_clients() -> None:
     _clients.clear()
 
 
+async def close_clients() -> None:
+    """Close every cached client and its connections (shutdown; the end of a test)."""
+    clients = [client for _, client in _clients.values()]
+    _clients.clear()
+    for client in clients:
+        await client.close()
+
+
 # --- Streaming ----------------------------------------------------------------------------
 async def stream_reply(credential: GatewayCredential, request: TurnRequest) -> AsyncIterator[Event]:
     """Stream one reply. Retries happen only while nothing has been yielded yet.
@@ -272,6 +280,29 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
             _("The gateway ended the reply before finishing it. The partial reply is kept."),
             retryable=not started,
         )
+
+
+async def complete_text(
+    credential: GatewayCredential, request: TurnRequest, *, timeout: float = 20.0
+) -> str:
+    """A short non-streaming answer (conversation titles). Raises `UpstreamError`."""
+    client = client_for(credential)
+    params: dict[str, Any] = {
+        "model": request.model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+    }
+    if request.system:
+        params["system"] = request.system
+    try:
+        message = await client.messages.create(**params, timeout=timeout)
+    except Exception as exc:
+        raise map_error(exc, model=request.model, started=False) from None
+    return "".join(
+        getattr(block, "text", "")
+        for block in message.content
+        if getattr(block, "type", "") == "text"
+    )
 
 
 # --- Error mapping ------------------------------------------------------------------------

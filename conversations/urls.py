@@ -4,9 +4,14 @@ from conversations import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("conversations/", views.conversation_list, name="conversation_list"),
+    path("search/", views.search_view, name="search"),
     path("c/", views.create, name="create"),
     path("c/<uuid:public_id>/", views.chat, name="chat"),
     path("c/<uuid:public_id>/messages/", views.messages_fragment, name="messages"),
+    path("c/<uuid:public_id>/rename/", views.rename, name="rename"),
+    path("c/<uuid:public_id>/delete/", views.delete, name="delete"),
+    path("c/<uuid:public_id>/settings/", views.conversation_settings, name="settings"),
     path("c/<uuid:public_id>/export.md", views.export_markdown, name="export_md"),
     path("c/<uuid:public_id>/export.json", views.export_json, name="export_json"),
 ]

@@ -6,12 +6,15 @@ import json
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations import credentials, exports, services
+from conversations import credentials, exports, listing, search, services
+from conversations.crypto import DecryptionError
+from conversations.forms import ConversationSettingsForm, RenameForm, SearchForm
 from conversations.models import Conversation, Message
 
 
@@ -23,15 +26,22 @@ def _own(request: HttpRequest, public_id: UUID) -> Conversation:
 
 
 def _page_context(request: HttpRequest, conversation: Conversation | None) -> dict[str, Any]:
-    credential = credentials.resolve(request.user)
-    recent = Conversation.objects.filter(owner=request.user).order_by("-updated_at")[:50]
+    try:
+        credential = credentials.resolve(request.user)
+    except DecryptionError:
+        # The page still opens; a turn then explains the unreadable key.
+        credential = None
     return {
         "conversation": conversation,
-        "recent": recent,
+        "page": listing.page(request.user),
         "has_key": credential is not None,
         "is_demo": bool(credential and credential.is_demo),
-        "default_model": credential.default_model if credential else "",
+        "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
     }
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 @require_GET
@@ -61,12 +71,86 @@ def chat(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def messages_fragment(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The rendered message list alone: a reconnecting page reconciles with it."""
     conversation = _own(request, public_id)
-    context = {"messages": _active_messages(conversation)}
-    return render(request, "conversations/_messages.html", context)
+    return render(
+        request, "conversations/_messages.html", {"messages": _active_messages(conversation)}
+    )
 
 
 def _active_messages(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.filter(superseded_at=None).order_by("id"))
+
+
+@require_GET
+@login_required
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    """More of the sidebar list (the "Load more" link), as an HTML fragment."""
+    page = listing.page(request.user, request.GET.get("cursor"))
+    return render(request, "conversations/_list.html", {"page": page})
+
+
+@require_GET
+@login_required
+def search_view(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    hits = search.search(request.user.pk, query) if query else []
+    context = {"query": query, "hits": hits, "searched": bool(query), "form": form}
+    if request.GET.get("fragment"):
+        return render(request, "conversations/_search_results.html", context)
+    context.update(_page_context(request, None))
+    return render(request, "conversations/search.html", context)
+
+
+@require_POST
+@login_required
+def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    conversation = _own(request, public_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        errors = [str(e) for e in form.errors["title"]]
+        if _wants_json(request):
+            return JsonResponse({"errors": errors}, status=400)
+        context = _page_context(request, conversation)
+        context.update({"messages": _active_messages(conversation), "rename_errors": errors})
+        return render(request, "conversations/chat.html", context, status=400)
+    services.rename_conversation(conversation, form.cleaned_data["title"])
+    if _wants_json(request):
+        return JsonResponse({"title": conversation.title})
+    return redirect("chat", public_id=conversation.public_id)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    conversation = _own(request, public_id)
+    if request.method == "POST":
+        services.delete_conversation(conversation)
+        return redirect("home")
+    context = _page_context(request, conversation)
+    return render(request, "conversations/delete.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def conversation_settings(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    conversation = _own(request, public_id)
+    try:
+        credential = credentials.resolve(request.user)
+    except DecryptionError:
+        credential = None
+    choices = list(credential.allowed_models) if credential else []
+    form = ConversationSettingsForm(
+        request.POST or None, instance=conversation, model_choices=choices
+    )
+    if request.method == "POST" and form.is_valid():
+        services.update_settings(
+            conversation, **{name: form.cleaned_data[name] for name in form.Meta.fields}
+        )
+        return redirect("chat", public_id=conversation.public_id)
+    context = _page_context(request, conversation)
+    context["form"] = form
+    status = 400 if request.method == "POST" else 200
+    return render(request, "conversations/settings.html", context, status=status)
 
 
 @require_GET

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from django.test import Client
 
 from conversations import generation, services, upstream
@@ -41,6 +42,8 @@ def _chat_settings(settings: Any) -> None:
     settings.CHAT_DEMO_GATEWAY_URL = ""
     settings.CLOUDBASE_API_KEY = ""
     upstream.forget_clients()
+    # Rate-limit counters live in the cache; a test must not inherit another's.
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -49,6 +52,7 @@ async def _fresh_async_state() -> AsyncIterator[None]:
     await get_channel_layer().flush()
     yield
     await generation.registry.shutdown()
+    await upstream.close_clients()
     await get_channel_layer().flush()
 
 
@@ -90,8 +94,18 @@ async def open_socket(user: Any | None, conversation_public_id: Any) -> Websocke
     return communicator
 
 
-async def receive(communicator: WebsocketCommunicator, timeout: float = 10) -> dict[str, Any]:
-    return json.loads(await communicator.receive_from(timeout=timeout))
+# Frames that arrive on their own schedule (a generated title after the first reply);
+# tests about turns skip them, tests about titles ask for them.
+SIDE_FRAMES = ("conversation",)
+
+
+async def receive(
+    communicator: WebsocketCommunicator, timeout: float = 10, skip: tuple[str, ...] = SIDE_FRAMES
+) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await communicator.receive_from(timeout=timeout))
+        if frame["type"] not in skip:
+            return frame
 
 
 async def frames_until(

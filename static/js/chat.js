@@ -37,6 +37,7 @@ class ChatPage {
     this.pending = this.loadPending(); // {client_id, content}: sent, not yet acknowledged
     this.draftKey = `draft:${this.conversationId}`;
     this.bindComposer();
+    this.bindRename(el.dataset.renameUrl);
     this.decorate(this.log);
     this.scrollToBottom(true);
     this.refreshButtons();
@@ -145,6 +146,12 @@ class ChatPage {
         for (const id of frame.message_ids) this.article(id)?.remove();
         this.refreshButtons();
         break;
+      case "conversation":
+        this.setTitle(frame.conversation.title);
+        break;
+      case "deleted":
+        location.assign("/");
+        break;
       default:
         // Unknown frame types are ignored: newer servers may add some.
         break;
@@ -182,7 +189,10 @@ class ChatPage {
     let article = this.article(message.id);
     if (!article && message.client_id) {
       article = this.log.querySelector(`article[data-client-id="${CSS.escape(message.client_id)}"]`);
-      if (article) article.dataset.messageId = message.id;
+      if (article) {
+        article.dataset.messageId = message.id;
+        article.id = `m-${message.id}`;
+      }
     }
     if (message.client_id && this.pending && this.pending.client_id === message.client_id) {
       this.setPending(null);
@@ -383,6 +393,62 @@ class ChatPage {
     document.getElementById("log-empty")?.toggleAttribute("hidden", articles.length > 0);
   }
 
+  // --- title --------------------------------------------------------------------------
+  bindRename(renameUrl) {
+    const title = document.getElementById("chat-title");
+    const form = document.getElementById("rename-form");
+    const input = document.getElementById("rename-input");
+    const button = document.getElementById("rename-button");
+    const open = (show) => {
+      form.hidden = !show;
+      title.hidden = show;
+      button.hidden = show;
+      if (show) {
+        input.value = title.textContent;
+        input.select();
+        input.focus();
+      } else {
+        button.focus();
+      }
+    };
+    button.addEventListener("click", () => open(true));
+    document.getElementById("rename-cancel").addEventListener("click", () => open(false));
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        open(false);
+      }
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = new FormData(form);
+      try {
+        const response = await fetch(renameUrl, {
+          method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+        });
+        const data = await response.json();
+        if (!response.ok) {
+          this.showNotice((data.errors || []).join(" ") || t("Could not rename."));
+          return;
+        }
+        this.hideNotice();
+        this.setTitle(data.title);
+        open(false);
+      } catch {
+        this.showNotice(t("Not connected. Try again in a moment."));
+      }
+    });
+  }
+
+  setTitle(text) {
+    const title = document.getElementById("chat-title");
+    if (title) title.textContent = text;
+    document.title = `${text} · ${document.title.split(" · ").pop()}`;
+    const link = document.querySelector(`#conversation-list a[data-conversation-id="${CSS.escape(this.conversationId)}"]`);
+    if (link) link.textContent = text;
+  }
+
   // --- DOM ----------------------------------------------------------------------------
   article(id) {
     return id ? this.log.querySelector(`article[data-message-id="${CSS.escape(id)}"]`) : null;
@@ -415,7 +481,10 @@ class ChatPage {
     article.className = `message message--${message.role}`;
     article.dataset.role = message.role;
     article.dataset.status = message.status;
-    if (message.id) article.dataset.messageId = message.id;
+    if (message.id) {
+      article.dataset.messageId = message.id;
+      article.id = `m-${message.id}`;
+    }
     if (message.client_id) article.dataset.clientId = message.client_id;
     const meta = document.createElement("header");
     meta.className = "message__meta";

@@ -1,0 +1,75 @@
+"""The conversation list: newest activity first, grouped by day, paged by a cursor.
+
+A cursor (last `updated_at` and id) instead of an offset keeps every page one indexed
+query, however many conversations a person has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from conversations.models import Conversation
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Page:
+    groups: list[tuple[str, list[Conversation]]]
+    next_cursor: str | None
+
+
+def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    try:
+        stamp, _, pk = cursor.rpartition("~")
+        when = datetime.fromisoformat(stamp)
+        return (when if when.tzinfo else timezone.make_aware(when)), int(pk)
+    except ValueError:
+        return None
+
+
+def page(user: AbstractBaseUser, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    rows = Conversation.objects.filter(owner=user).only("public_id", "title", "updated_at")
+    after = _parse_cursor(cursor)
+    if after is not None:
+        when, pk = after
+        rows = rows.filter(Q(updated_at__lt=when) | Q(updated_at=when, pk__lt=pk))
+    items = list(rows.order_by("-updated_at", "-pk")[: size + 1])
+    next_cursor = None
+    if len(items) > size:
+        items = items[:size]
+        last = items[-1]
+        next_cursor = f"{last.updated_at.isoformat()}~{last.pk}"
+    return Page(group_by_day(items), next_cursor)
+
+
+def group_by_day(
+    items: list[Conversation], now: datetime | None = None
+) -> list[tuple[str, list[Conversation]]]:
+    today = timezone.localdate(now or timezone.now())
+    labels: list[tuple[str, list[Conversation]]] = []
+    for conversation in items:
+        day = timezone.localdate(conversation.updated_at)
+        if day == today:
+            label = _("Today")
+        elif day == today - timedelta(days=1):
+            label = _("Yesterday")
+        elif day > today - timedelta(days=7):
+            label = _("Previous 7 days")
+        elif day > today - timedelta(days=30):
+            label = _("Previous 30 days")
+        else:
+            label = _("Older")
+        if labels and labels[-1][0] == label:
+            labels[-1][1].append(conversation)
+        else:
+            labels.append((label, [conversation]))
+    return labels

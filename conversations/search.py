@@ -1,0 +1,162 @@
+"""Full-text search over a person's conversations: titles and message bodies.
+
+Full-text tokenizers do not split Chinese (a whole sentence is one "word" to them), so
+text is segmented before indexing: every run of CJK characters becomes its overlapping
+bigrams ("今天天气" -> "今天 天天 天气"), and a query's CJK run becomes the phrase of its
+bigrams, which matches the word anywhere inside a sentence. Latin words go through the
+database's own tokenizer (FTS5 `porter unicode61` on SQLite, `english` on PostgreSQL).
+
+The index is found with one query; snippets come from the original text, not the
+segmented one, so they read naturally.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from html import escape
+
+from django.db import connection
+from django.utils.safestring import SafeString, mark_safe
+
+from conversations.models import Conversation, Message
+
+CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
+CJK_RUN = re.compile(f"[{CJK}]+")
+# A search term: a run of CJK characters, or a word of letters and digits.
+TERM = re.compile(f"[{CJK}]+|[^\\W_{CJK}]+", re.UNICODE)
+MAX_QUERY_CHARS = 200
+MAX_TERMS = 12
+MAX_HITS = 200
+MAX_CONVERSATIONS = 50
+
+
+def _bigrams(run: str) -> str:
+    if len(run) == 1:
+        return run
+    return " ".join(run[i : i + 2] for i in range(len(run) - 1))
+
+
+def segment(text: str) -> str:
+    """Text as the index sees it: CJK runs spaced out into bigrams, the rest unchanged."""
+    return CJK_RUN.sub(lambda m: f" {_bigrams(m.group())} ", text)
+
+
+def terms(query: str) -> list[str]:
+    """The search terms of a query. Everything but letters, digits and CJK is dropped, so
+    full-text syntax (quotes, operators, parentheses) in a query is never interpreted."""
+    return TERM.findall(query[:MAX_QUERY_CHARS])[:MAX_TERMS]
+
+
+@dataclass(frozen=True)
+class Hit:
+    conversation: Conversation
+    snippet: SafeString
+    message_id: str | None
+
+
+def search(user_id: int, query: str) -> list[Hit]:
+    found = terms(query)
+    if not found:
+        return []
+    ranked = (
+        _search_sqlite(user_id, found)
+        if connection.vendor == "sqlite"
+        else _search_postgres(user_id, found)
+    )
+    # Best hit per conversation, in rank order.
+    best: dict[int, int | None] = {}
+    for conversation_id, message_id in ranked:
+        if conversation_id not in best:
+            best[conversation_id] = message_id
+        if len(best) >= MAX_CONVERSATIONS:
+            break
+    conversations = Conversation.objects.in_bulk(list(best))
+    messages = Message.objects.in_bulk([m for m in best.values() if m is not None])
+    hits = []
+    for conversation_id, message_id in best.items():
+        conversation = conversations.get(conversation_id)
+        if conversation is None:
+            continue
+        message = messages.get(message_id) if message_id else None
+        source = message.content if message is not None else conversation.display_title
+        hits.append(
+            Hit(conversation, highlight(source, found), str(message.public_id) if message else None)
+        )
+    return hits
+
+
+def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None]]:
+    # Each term is a quoted FTS5 string (a CJK term: the phrase of its bigrams; the last
+    # Latin term also matches as a prefix, for search-as-you-type).
+    parts = []
+    for index, term in enumerate(found):
+        if CJK_RUN.fullmatch(term):
+            parts.append('"' + _bigrams(term) + '"' + ("*" if len(term) == 1 else ""))
+        else:
+            prefix = "*" if index == len(found) - 1 else ""
+            parts.append(f'"{term}"{prefix}')
+    match = " AND ".join(parts)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT d.conversation_id, d.message_id
+            FROM conversations_searchdocument_fts f
+            JOIN conversations_searchdocument d ON d.id = f.rowid
+            WHERE conversations_searchdocument_fts MATCH %s AND d.owner_id = %s
+            ORDER BY f.rank
+            LIMIT %s
+            """,
+            [match, user_id, MAX_HITS],
+        )
+        return list(cursor.fetchall())
+
+
+def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | None]]:
+    clauses = []
+    params: list[object] = []
+    for index, term in enumerate(found):
+        if CJK_RUN.fullmatch(term):
+            clauses.append("phraseto_tsquery('english', %s)")
+            params.append(_bigrams(term))
+        elif index == len(found) - 1:
+            # Prefix match on the last word; the term holds only letters and digits.
+            clauses.append("to_tsquery('english', %s)")
+            params.append(f"{term}:*")
+        else:
+            clauses.append("plainto_tsquery('english', %s)")
+            params.append(term)
+    tsquery = " && ".join(clauses)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT conversation_id, message_id
+            FROM conversations_searchdocument, ({"SELECT " + tsquery}) AS q(query)
+            WHERE owner_id = %s AND vector @@ q.query
+            ORDER BY ts_rank(vector, q.query) DESC, id DESC
+            LIMIT %s
+            """,
+            [*params, user_id, MAX_HITS],
+        )
+        return list(cursor.fetchall())
+
+
+def highlight(text: str, found: list[str], width: int = 160) -> SafeString:
+    """An escaped window of `text` around the first match, each match in <mark>."""
+    flat = " ".join(text.split())
+    pattern = re.compile(
+        "|".join(re.escape(t) for t in sorted(found, key=len, reverse=True)), re.IGNORECASE
+    )
+    first = pattern.search(flat)
+    start = max(0, (first.start() if first else 0) - width // 3)
+    window = flat[start : start + width]
+    pieces = []
+    position = 0
+    for match in pattern.finditer(window):
+        pieces.append(escape(window[position : match.start()]))
+        pieces.append(f"<mark>{escape(match.group())}</mark>")
+        position = match.end()
+    pieces.append(escape(window[position:]))
+    prefix = "…" if start > 0 else ""
+    suffix = "…" if start + width < len(flat) else ""
+    return mark_safe(prefix + "".join(pieces) + suffix)

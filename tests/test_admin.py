@@ -1,0 +1,224 @@
+"""The admin: credentials with a write-only key, users with their usage, messages by user and month."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import LogEntry
+
+from conversations import credentials, services, usage
+from conversations.models import ApiCredential
+from tests.conftest import make_user
+from tests.test_usage import record_reply
+
+pytestmark = pytest.mark.django_db
+
+KEY = "sk-plaintext-admin-0123456789-a1b2"
+MASK = "sk-…a1b2"
+NEW_KEY = "sk-rotated-admin-9876543210-c3d4"
+NEW_MASK = "sk-…c3d4"
+ADD_URL = "/admin/conversations/apicredential/add/"
+LIST_URL = "/admin/conversations/apicredential/"
+
+
+def change_url(credential: ApiCredential) -> str:
+    return f"/admin/conversations/apicredential/{credential.pk}/change/"
+
+
+def form_data(user: Any, **overrides: Any) -> dict[str, Any]:
+    data = {
+        "user": user.pk if user is not None else "",
+        "label": "Alice's CloudBase key",
+        "is_active": "on",
+        "scheme": "bearer",
+        "env_id": "",
+        "base_url": "https://gw.example/v1/ai/cloudbase",
+        "default_model": "hy3-preview",
+        "allowed_models": "hy3-preview\nhunyuan-t1",
+        "api_key": "",
+        "monthly_token_quota": "",
+    }
+    data.update(overrides)
+    return {name: value for name, value in data.items() if value is not None}
+
+
+def assert_no_plaintext(html: str, *keys: str) -> None:
+    for key in keys:
+        assert key not in html
+        # Not even the distinctive middle of it.
+        assert key[3:-5] not in html
+
+
+def test_an_admin_adds_a_credential_and_then_sees_only_its_mask(admin_client, alice):
+    response = admin_client.post(
+        ADD_URL,
+        form_data(
+            alice,
+            env_id="my-env-7f3a",
+            base_url="",
+            api_key=KEY,
+            monthly_token_quota="200000",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+
+    credential = ApiCredential.objects.get(user=alice)
+    assert credential.base_url == "https://my-env-7f3a.api.tcloudbasegateway.com/v1/ai/cloudbase"
+    assert credential.get_key() == KEY
+    assert KEY not in credential.key_encrypted
+    assert credential.key_hint == MASK
+    assert credential.monthly_token_quota == 200_000
+    assert credential.model_choices == ["hy3-preview", "hunyuan-t1"]
+
+    for url in (
+        LIST_URL,
+        f"{LIST_URL}?q=alice",
+        change_url(credential),
+        f"/admin/conversations/apicredential/{credential.pk}/history/",
+        "/admin/",
+    ):
+        html = admin_client.get(url).content.decode()
+        assert_no_plaintext(html, KEY)
+    assert MASK in admin_client.get(LIST_URL).content.decode()
+    change_page = admin_client.get(change_url(credential)).content.decode()
+    assert MASK in change_page
+    # The password box is empty: the form never renders the stored key back.
+    assert 'name="api_key" autocomplete="new-password"' in change_page
+    assert 'name="api_key" value=' not in change_page
+    assert all(KEY not in entry.change_message for entry in LogEntry.objects.all())
+
+
+def test_typing_a_new_key_rotates_it_and_an_empty_box_keeps_it(admin_client, alice):
+    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+
+    response = admin_client.post(change_url(credential), form_data(alice, label="kept"))
+    assert response.status_code == 302
+    credential.refresh_from_db()
+    assert (credential.label, credential.get_key(), credential.key_hint) == ("kept", KEY, MASK)
+
+    response = admin_client.post(change_url(credential), form_data(alice, api_key=NEW_KEY))
+    assert response.status_code == 302
+    credential.refresh_from_db()
+    assert (credential.get_key(), credential.key_hint) == (NEW_KEY, NEW_MASK)
+    # The next turn of Alice uses the new key.
+    assert credentials.resolve(alice).key == NEW_KEY
+
+    for url in (LIST_URL, change_url(credential)):
+        html = admin_client.get(url).content.decode()
+        assert_no_plaintext(html, KEY, NEW_KEY)
+        assert NEW_MASK in html and MASK not in html
+
+
+def test_a_refused_form_does_not_echo_the_key(admin_client, alice):
+    response = admin_client.post(ADD_URL, form_data(alice, base_url="", api_key=KEY))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "Give a base URL or a CloudBase ENV_ID." in html
+    assert_no_plaintext(html, KEY)
+    assert not ApiCredential.objects.exists()
+
+
+def test_a_new_credential_needs_a_key(admin_client, alice):
+    response = admin_client.post(ADD_URL, form_data(alice))
+    assert response.status_code == 200
+    assert "A new credential needs its API key." in response.content.decode()
+    assert not ApiCredential.objects.exists()
+
+
+def test_the_instance_default_is_a_credential_without_user(admin_client, alice):
+    response = admin_client.post(ADD_URL, form_data(None, api_key=KEY))
+    assert response.status_code == 302
+    assert ApiCredential.objects.get().user is None
+    assert credentials.resolve(alice).key == KEY
+
+
+def test_unticking_active_revokes_the_key(admin_client, alice):
+    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    response = admin_client.post(change_url(credential), form_data(alice, is_active=None))
+    assert response.status_code == 302
+    # No fallback to the instance default: a revoked key means no key.
+    assert credentials.resolve(alice) is None
+
+
+# --- Users with usage --------------------------------------------------------------------------
+def test_the_user_list_shows_usage_and_quota_left(admin_client, alice, bob):
+    services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    ApiCredential.objects.filter(user=alice).update(monthly_token_quota=10_000)
+    services.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
+    ApiCredential.objects.filter(user=bob).update(is_active=False)
+    record_reply(alice, input_tokens=1234, output_tokens=766)
+    record_reply(alice, input_tokens=5, output_tokens=5, at=usage.month_start() - timedelta(days=1))
+
+    html = admin_client.get("/admin/auth/user/?o=3").content.decode()
+    row = html[html.index(">alice<") :].split("</tr>")[0]
+    # this month in/out, overall in/out, messages sent, quota left
+    for value in ("1,234", "766", "1,239", "771", "2", "8,000"):
+        assert f">{value}<" in row, value
+    bob_row = html[html.index(">bob<") :].split("</tr>")[0]
+    assert "no key (deactivated)" in bob_row
+    assert_no_plaintext(html, KEY)
+
+
+def test_a_users_page_shows_their_usage_and_links_to_their_chart(admin_client, alice):
+    record_reply(alice, input_tokens=42, output_tokens=58)
+    html = admin_client.get(f"/admin/auth/user/{alice.pk}/change/").content.decode()
+    assert "Tokens in, this month:" in html and ">42<" in html
+    assert f'href="/admin/usage/?user={alice.pk}"' in html
+
+
+def test_a_user_can_still_be_deleted_through_the_admin(admin_client, alice):
+    record_reply(alice, input_tokens=1, output_tokens=1)
+    response = admin_client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not type(alice).objects.filter(pk=alice.pk).exists()
+
+
+# --- Messages ----------------------------------------------------------------------------------
+def test_messages_show_tokens_model_and_stop_reason_and_filter_by_user_and_month(
+    admin_client, alice, bob
+):
+    record_reply(alice, input_tokens=111, output_tokens=222)
+    last_month = usage.month_start() - timedelta(days=2)
+    record_reply(alice, input_tokens=333, output_tokens=444, at=last_month)
+    record_reply(bob, input_tokens=555, output_tokens=666)
+
+    html = admin_client.get("/admin/conversations/message/").content.decode()
+    for value in ("111", "222", "555", "hy3-preview", "end_turn"):
+        assert f">{value}<" in html
+
+    mine = admin_client.get(
+        "/admin/conversations/message/", {"conversation__owner__id__exact": alice.pk}
+    ).content.decode()
+    assert ">111<" in mine and ">333<" in mine and ">555<" not in mine
+
+    month = usage.month_start().strftime("%Y-%m")
+    this_month = admin_client.get(
+        "/admin/conversations/message/",
+        {"conversation__owner__id__exact": alice.pk, "month": month},
+    ).content.decode()
+    assert ">111<" in this_month and ">333<" not in this_month
+    assert "month (UTC)" in this_month
+
+
+def test_staff_without_permissions_cannot_see_credentials(client):
+    staff = make_user("staff", is_staff=True)
+    client.force_login(staff)
+    assert client.get(LIST_URL).status_code == 403
+
+
+def test_the_user_autocomplete_of_the_credential_form_still_works(admin_client, alice, bob):
+    record_reply(alice, input_tokens=1, output_tokens=1)
+    response = admin_client.get(
+        "/admin/autocomplete/",
+        {
+            "app_label": "conversations",
+            "model_name": "apicredential",
+            "field_name": "user",
+            "term": "ali",
+        },
+    )
+    assert response.status_code == 200
+    assert [r["text"] for r in response.json()["results"]] == ["alice"]

@@ -1,0 +1,151 @@
+"""Management commands: set_api_key (key from stdin only) and rotate_encryption_keys."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+from channels.db import database_sync_to_async
+from cryptography.fernet import Fernet
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from conversations import credentials, crypto, services
+from conversations.management.commands.set_api_key import Command as SetApiKey
+from conversations.models import ApiCredential
+from tests.conftest import frames_until, give_key, open_socket, receive
+from tests.test_consumers import new_conversation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+
+KEY = "sk-from-standard-input-7d2c"
+MASK = "sk-…7d2c"
+
+
+def run(*args: str, stdin: str = "") -> str:
+    """Call the real command with `stdin` as its standard input; return what it printed."""
+    out = io.StringIO()
+    original = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        call_command(*args, stdout=out)
+    finally:
+        sys.stdin = original
+    return out.getvalue()
+
+
+# --- set_api_key --------------------------------------------------------------------------------
+def test_set_api_key_reads_the_key_from_stdin_and_prints_only_its_mask(alice):
+    argv = ["set_api_key", "alice", "--env-id", "env-42", "--model", "hy3-preview"]
+    output = run(*argv, stdin=KEY + "\n")
+
+    credential = ApiCredential.objects.get(user=alice)
+    assert credential.get_key() == KEY
+    assert credential.base_url == "https://env-42.api.tcloudbasegateway.com/v1/ai/cloudbase"
+    assert credential.default_model == "hy3-preview"
+    assert MASK in output and KEY not in output
+    assert all(KEY not in arg for arg in argv)
+
+
+def test_set_api_key_replaces_the_active_key(alice):
+    run("set_api_key", "alice", "--base-url", "https://gw.example/v1", stdin="sk-first\n")
+    run("set_api_key", "alice", "--base-url", "https://gw.example/v1", stdin=KEY + "\n")
+    assert ApiCredential.objects.filter(user=alice).count() == 1
+    assert credentials.resolve(alice).key == KEY
+
+
+def test_set_api_key_for_the_instance_default(alice):
+    run(
+        "set_api_key",
+        "--instance-default",
+        "--base-url",
+        "https://gw.example/v1",
+        "--scheme",
+        "x-api-key",
+        stdin=KEY,
+    )
+    default = ApiCredential.objects.get(user=None)
+    assert (default.scheme, default.get_key()) == ("x-api-key", KEY)
+    assert credentials.resolve(alice).key == KEY
+
+
+def test_set_api_key_refuses_an_empty_key_and_an_unknown_user(alice):
+    with pytest.raises(CommandError, match="empty"):
+        run("set_api_key", "alice", "--env-id", "e", stdin="\n")
+    with pytest.raises(CommandError, match="No user named"):
+        run("set_api_key", "nobody", "--env-id", "e", stdin=KEY)
+    assert not ApiCredential.objects.exists()
+
+
+def test_the_key_can_never_be_given_on_the_command_line():
+    parser = SetApiKey().create_parser("manage.py", "set_api_key")
+    # No option or positional argument could carry a key...
+    destinations = {action.dest for action in parser._actions}
+    assert not {d for d in destinations if "key" in d or "token" in d or "secret" in d}
+    # ... and one that tries is refused.
+    with pytest.raises(CommandError):
+        parser.parse_args(["alice", "--env-id", "e", "--key", KEY])
+    with pytest.raises(CommandError):
+        parser.parse_args(["alice", KEY, "--env-id", "e"])
+
+
+# --- rotate_encryption_keys ----------------------------------------------------------------------
+KEY_A = Fernet.generate_key().decode()
+KEY_B = Fernet.generate_key().decode()
+
+
+async def test_rotation_moves_every_key_to_the_new_encryption_key(alice, bob, gateway, settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_A]
+    await db(give_key)(alice, gateway, "sk-alice-rotating")
+    await db(give_key)(bob, gateway, "sk-bob-rotating")
+    before = {c.pk: c async for c in ApiCredential.objects.all()}
+
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B, KEY_A]
+    output = await db(run)("rotate_encryption_keys")
+    assert "Re-encrypted 2 API keys" in output
+
+    # The old key is gone: everything still decrypts, and a turn works.
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
+    async for credential in ApiCredential.objects.all():
+        old = before[credential.pk]
+        assert credential.key_encrypted != old.key_encrypted
+        assert credential.updated_at == old.updated_at  # not a new credential
+        assert credential.key_hint == old.key_hint
+    assert (await db(credentials.resolve)(alice)).key == "sk-alice-rotating"
+
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "still works?"})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
+    await sock.disconnect()
+    assert gateway.requests[0].headers["authorization"] == "Bearer sk-alice-rotating"
+
+
+def test_without_rotation_dropping_the_old_key_loses_the_stored_keys(alice, settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_A]
+    services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
+    with pytest.raises(crypto.DecryptionError):
+        credentials.resolve(alice)
+
+
+def test_rotation_reports_keys_it_cannot_decrypt_and_rotates_the_rest(alice, bob, settings):
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_A]
+    services.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
+    settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
+    services.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
+    lost = ApiCredential.objects.get(user=alice)
+
+    new_key = Fernet.generate_key().decode()
+    settings.FIELD_ENCRYPTION_KEYS = [new_key, KEY_B]
+    with pytest.raises(CommandError) as failed:
+        run("rotate_encryption_keys")
+    assert f"credential ids: {lost.pk}" in str(failed.value)
+    assert "sk-alice" not in str(failed.value)
+
+    settings.FIELD_ENCRYPTION_KEYS = [new_key]
+    assert credentials.resolve(bob).key == "sk-bob"

@@ -1,0 +1,230 @@
+"""Whose key answers whom, edits taking effect at once, and the plaintext key staying in memory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import connection
+from django.test import Client
+
+from conversations import credentials, services
+from conversations.fakegateway import Script
+from conversations.models import ApiCredential
+from tests.conftest import frames_until, give_key, make_user, open_socket, receive
+from tests.test_consumers import new_conversation, stored
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+db = database_sync_to_async
+
+
+def stream_requests(gateway) -> list:
+    """Requests for replies (a conversation's first reply is followed by a title request)."""
+    return [r for r in gateway.requests if r.body.get("stream")]
+
+
+async def one_turn(user, content: str = "hello") -> list[dict]:
+    conversation = await new_conversation(user)
+    sock = await open_socket(user, conversation.public_id)
+    received = [await receive(sock)]
+    await sock.send_json_to({"type": "send", "content": content})
+    received += await frames_until(sock, "done")
+    await sock.disconnect()
+    return received
+
+
+async def test_each_user_reaches_the_gateway_with_their_own_key_and_others_get_the_default(
+    alice, bob, gateway
+):
+    carol = await db(make_user)("carol")
+    await db(give_key)(alice, gateway, "sk-alice-own-1111")
+    await db(give_key)(bob, gateway, "sk-bob-own-2222")
+    await db(give_key)(None, gateway, "sk-instance-default-3333")
+
+    for user, content in ((alice, "from alice"), (bob, "from bob"), (carol, "from carol")):
+        assert (await one_turn(user, content))[-1]["status"] == "complete"
+
+    seen = {
+        r.body["messages"][-1]["content"]: r.headers["authorization"]
+        for r in stream_requests(gateway)
+    }
+    assert seen == {
+        "from alice": "Bearer sk-alice-own-1111",
+        "from bob": "Bearer sk-bob-own-2222",
+        "from carol": "Bearer sk-instance-default-3333",
+    }
+    # Every request of a person, titles included, carries that person's key.
+    for request in gateway.requests:
+        assert request.headers["authorization"] in seen.values()
+
+
+async def test_a_deactivated_key_is_refused_and_does_not_fall_back_to_the_default(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-alice")
+    await db(give_key)(None, gateway, "sk-default")
+    await ApiCredential.objects.filter(user=alice).aupdate(is_active=False)
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "hi"})
+    error = await receive(sock)
+    await sock.disconnect()
+    assert error["type"] == "error" and error["code"] == "no_api_key"
+    assert "administrator" in error["message"]
+    assert gateway.requests == []
+    assert await stored(conversation) == []
+
+
+async def test_without_any_key_the_turn_is_refused_with_a_clear_error(alice, gateway):
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "regenerate"})
+    error = await receive(sock)
+    await sock.disconnect()
+    assert error["code"] == "no_api_key" and "API key" in error["message"]
+    assert gateway.requests == []
+
+
+async def test_a_key_changed_between_two_turns_is_used_by_the_second(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-before-edit")
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "first"})
+    await frames_until(sock, "done")
+
+    await db(give_key)(alice, gateway, "sk-after-edit")
+    await sock.send_json_to({"type": "send", "content": "second"})
+    await frames_until(sock, "done")
+    await sock.disconnect()
+
+    first, second = stream_requests(gateway)
+    assert first.headers["authorization"] == "Bearer sk-before-edit"
+    assert second.headers["authorization"] == "Bearer sk-after-edit"
+
+
+async def test_a_credential_edited_in_the_admin_takes_effect_on_the_next_turn(
+    alice, gateway, admin_user
+):
+    credential = await db(give_key)(alice, gateway, "sk-old-key", scheme="x-api-key")
+    await one_turn(alice)
+
+    def edit_in_admin() -> None:
+        client = Client()
+        client.force_login(admin_user)
+        response = client.post(
+            f"/admin/conversations/apicredential/{credential.pk}/change/",
+            {
+                "user": alice.pk,
+                "label": "",
+                "is_active": "on",
+                "scheme": "bearer",
+                "base_url": gateway.base_url,
+                "default_model": "hy3-preview",
+                "allowed_models": "",
+                "api_key": "sk-new-key",
+            },
+        )
+        assert response.status_code == 302
+
+    await db(edit_in_admin)()
+    await one_turn(alice)
+    before, after = stream_requests(gateway)
+    assert before.headers["x-api-key"] == "sk-old-key" and "authorization" not in before.headers
+    assert (
+        after.headers["authorization"] == "Bearer sk-new-key" and "x-api-key" not in after.headers
+    )
+
+
+async def test_an_unreadable_stored_key_is_a_clear_error_not_a_crash(alice, gateway, settings):
+    await db(give_key)(alice, gateway, "sk-alice")
+    from cryptography.fernet import Fernet
+
+    settings.FIELD_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "hi"})
+    error = await receive(sock)
+    await sock.disconnect()
+    assert error["code"] == "api_key_unreadable" and "administrator" in error["message"]
+    assert gateway.requests == []
+
+
+# --- The plaintext key stays in memory -------------------------------------------------------
+SECRET = "sk-never-stored-in-clear-5b8e1f"
+
+
+def database_text() -> bytes:
+    """Everything the database holds about credentials, as bytes on disk where possible."""
+    if connection.vendor == "sqlite":
+        name = Path(connection.settings_dict["NAME"])
+        files = [name, name.with_name(name.name + "-wal"), name.with_name(name.name + "-journal")]
+        return b"".join(path.read_bytes() for path in files if path.exists())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "AND data_type IN ('text', 'character varying')",
+            ["conversations_apicredential"],
+        )
+        columns = [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT {} FROM conversations_apicredential".format(
+                ", ".join(connection.ops.quote_name(c) for c in columns)
+            )
+        )
+        return "\n".join(str(value) for row in cursor.fetchall() for value in row).encode()
+
+
+async def test_the_plaintext_key_is_in_no_frame_log_page_or_database_byte(alice, gateway, caplog):
+    # Everything at DEBUG, the SDK and HTTP libraries included.
+    for name in ("", "anthropic", "httpx", "httpx2", "httpcore", "conversations", "django"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    credential = await db(give_key)(alice, gateway, SECRET)
+    gateway.enqueue(Script(text="An answer."), Script(text="A title"))
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    frames = [await receive(sock)]
+    await sock.send_json_to({"type": "send", "content": "hello"})
+    frames += await frames_until(sock, "done")
+    await sock.disconnect()
+
+    assert gateway.requests[0].headers["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in json.dumps(frames)
+
+    assert {"anthropic", "conversations"} <= {r.name.split(".")[0] for r in caplog.records}
+    assert SECRET not in caplog.text  # messages, arguments and tracebacks, formatted
+    assert all(SECRET not in record.getMessage() for record in caplog.records)
+
+    def pages() -> str:
+        client = Client()
+        client.force_login(alice)
+        urls = [
+            "/",
+            f"/c/{conversation.public_id}/",
+            f"/c/{conversation.public_id}/messages/",
+            f"/c/{conversation.public_id}/export.md",
+            f"/c/{conversation.public_id}/export.json",
+        ]
+        return "\n".join(client.get(url).content.decode() for url in urls)
+
+    assert SECRET not in await db(pages)()
+
+    on_disk = await db(database_text)()
+    stored_row = await ApiCredential.objects.aget(pk=credential.pk)
+    # The file really holds the credential (so the search below means something) ...
+    assert stored_row.key_encrypted.encode() in on_disk
+    # ... but only encrypted.
+    assert SECRET.encode() not in on_disk
+
+
+def test_resolve_returns_the_plaintext_only_in_memory(alice):
+    services.set_api_key(alice, key=SECRET, base_url="https://gw.example/v1")
+    credential = credentials.resolve(alice)
+    assert credential.key == SECRET
+    # The dataclass keeps the key out of its repr, so it cannot slip into a log line.
+    assert SECRET not in repr(credential)
