@@ -163,6 +163,7 @@ class FakeGateway:
         self._server: asyncio.AbstractServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
     @property
@@ -202,6 +203,9 @@ class FakeGateway:
 
         async def shutdown() -> None:
             server.close()
+            for task in list(self._connections):
+                task.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
             loop.stop()
 
         asyncio.run_coroutine_threadsafe(shutdown(), loop)
@@ -219,6 +223,12 @@ class FakeGateway:
 
     # --- HTTP ----------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio drops its own reference to a connection's task when the peer goes away;
+        # hold one until the task ends, or it may be garbage-collected while pending.
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
         try:
             while True:
                 try:

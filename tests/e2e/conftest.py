@@ -1,0 +1,158 @@
+"""Real-browser journeys: a live Daphne process on the test database, the fake gateway,
+and Debian's headless Chromium driven by Playwright.
+
+On failure a screenshot and the browser console log are saved in `test-artifacts/`.
+Any uncaught JavaScript error fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from conversations.fakegateway import FakeGateway
+from tests.conftest import give_key, make_user, session_cookie
+from tests.live import ROOT, DaphneProcess
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = pytest.mark.e2e
+
+# Playwright's sync API keeps an event loop running in this thread for the whole session;
+# the ORM calls of these synchronous tests are not async code, so let Django allow them.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_async_state() -> Iterator[None]:
+    # Overrides the async fixture of tests/conftest.py: these tests are synchronous, and
+    # Playwright's sync API must not run inside an event loop.
+    yield
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(scope="session")
+def e2e_gateway() -> Iterator[FakeGateway]:
+    # Slow enough that a reply visibly grows in the browser.
+    server = FakeGateway(token_delay=0.02).start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+@pytest.fixture
+def gateway(e2e_gateway: FakeGateway) -> Iterator[FakeGateway]:
+    e2e_gateway.reset()
+    yield e2e_gateway
+    e2e_gateway.reset()
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: None, django_db_blocker: Any) -> Iterator[DaphneProcess]:
+    process = DaphneProcess(
+        CHAT_UPSTREAM_RETRY_BACKOFF="0.05",
+        CHAT_RATE_LIMIT_PER_MINUTE="0",
+        CHAT_CHECKPOINT_INTERVAL="0.3",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
+class Console:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+
+
+def _context(
+    browser: Browser, request: pytest.FixtureRequest, **options: Any
+) -> tuple[BrowserContext, Console]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+    console = Console()
+
+    def watch(page: Page) -> None:
+        page.on("console", lambda m: console.lines.append(f"[{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: console.errors.append(str(e)))
+
+    context.on("page", watch)
+    return context, console
+
+
+@pytest.fixture
+def browser_context(
+    browser: Browser, request: pytest.FixtureRequest
+) -> Iterator[tuple[BrowserContext, Console]]:
+    context, console = _context(browser, request)
+    yield context, console
+    _finish(request, context, console)
+
+
+def _finish(request: pytest.FixtureRequest, context: BrowserContext, console: Console) -> None:
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    if failed or console.errors:
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+        for index, page in enumerate(context.pages):
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}-{index}.png"), full_page=True)
+            except Exception:  # a closed page has nothing to show
+                pass
+        (ARTIFACTS / f"{name}.console.log").write_text("\n".join(console.lines + console.errors))
+    context.close()
+    if console.errors:
+        unique = list(dict.fromkeys(console.errors))
+        pytest.fail(f"{len(console.errors)} uncaught JavaScript error(s), e.g. {unique[:5]}")
+
+
+@pytest.fixture
+def page(browser_context: tuple[BrowserContext, Console]) -> Page:
+    context, _ = browser_context
+    return context.new_page()
+
+
+def sign_in_with_cookie(context: BrowserContext, server: DaphneProcess, user: Any) -> None:
+    """Skip the login form (journey 1 uses it): put a real session cookie in the browser."""
+    cookie = session_cookie(user).decode().split("=", 1)[1]
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.http_url}]
+    )
+
+
+@pytest.fixture
+def chatter(transactional_db: None, gateway: FakeGateway) -> Any:
+    user = make_user("carol")
+    give_key(user, gateway, "sk-carol-e2e")
+    return user

@@ -1,0 +1,285 @@
+"""The product as a person uses it, in a real browser, finding elements by accessible names."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from conversations.fakegateway import FakeGateway, Script
+from conversations.models import Conversation, Message
+from tests.conftest import make_user
+from tests.e2e.conftest import Console, sign_in_with_cookie
+from tests.live import DaphneProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ASSISTANT = 'article[data-role="assistant"]'
+
+
+def new_chat(page: Page) -> None:
+    page.get_by_role("button", name="New chat").click()
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_role("textbox", name="Message").fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def last_reply(page: Page) -> Any:
+    return page.locator(ASSISTANT).last
+
+
+def test_sign_in_chat_watch_the_reply_grow_and_find_it_after_reload(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    page.wait_for_url(re.compile(r"/accounts/login/"))
+    page.get_by_label("Username").fill("carol")
+    page.get_by_label("Password").fill("pw-carol")
+    page.get_by_role("button", name="Sign in").click()
+    new_chat(page)
+
+    page.get_by_role("textbox", name="Message").fill("Tell me about streaming")
+    page.keyboard.press("Enter")
+    expect(page.locator('article[data-role="user"]')).to_contain_text("Tell me about streaming")
+
+    reply = last_reply(page)
+    lengths: list[int] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if reply.count() and reply.get_attribute("data-status") == "complete":
+            break
+        if reply.count():
+            lengths.append(len(reply.locator(".message__body").inner_text()))
+        time.sleep(0.03)
+    expect(reply).to_have_attribute("data-status", "complete")
+    final = reply.locator(".message__body").inner_text()
+    intermediate = sorted({n for n in lengths if 0 < n < len(final)})
+    assert len(intermediate) >= 2, f"the reply did not grow visibly: {intermediate}"
+
+    page.reload()
+    expect(page.locator("article")).to_have_count(2)
+    expect(page.locator('article[data-role="user"]')).to_contain_text("Tell me about streaming")
+    expect(last_reply(page)).to_contain_text("offline demo model")
+    expect(page.get_by_role("log")).to_be_visible()
+
+
+def test_stop_mid_reply_then_send_again(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, chatter)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    gateway.enqueue(Script(words=2000, token_delay=0.01))
+    send(page, "Write something long")
+    expect(last_reply(page)).to_contain_text("w20")
+    page.get_by_role("button", name="Stop").click()
+    expect(last_reply(page)).to_have_attribute("data-status", "stopped")
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+    # Focus goes back to the composer.
+    expect(page.get_by_role("textbox", name="Message")).to_be_focused()
+
+    send(page, "And now a short one")
+    expect(page.locator(ASSISTANT)).to_have_count(2)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    stopped = Message.objects.filter(role="assistant", status="stopped").get()
+    assert 0 < len(stopped.content.split()) < 2000
+
+
+def test_an_upstream_error_is_explained_and_a_retry_works(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, chatter)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    gateway.enqueue(*[Script(status=529)] * 3)
+    send(page, "Are you there?")
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "error")
+    expect(reply.get_by_role("alert")).to_contain_text("overloaded")
+    expect(page.locator('article[data-role="user"]')).to_contain_text("Are you there?")
+
+    page.get_by_role("button", name="Regenerate").click()
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    expect(last_reply(page)).to_contain_text("offline demo model")
+    expect(page.locator(ASSISTANT)).to_have_count(1)
+
+
+def test_search_open_rename_export_and_delete(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, chatter)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    gateway.enqueue(Script(text="The zephyrine glacier melts slowly."))
+    send(page, "Tell me about ice")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    conversation_url = page.url
+
+    page.goto(f"{server.http_url}/")
+    search = page.get_by_role("searchbox", name="Search conversations")
+    search.fill("zephyrine")
+    search.press("Enter")
+    hit = page.locator(".result").first
+    expect(hit.locator("mark")).to_have_text("zephyrine")
+    hit.get_by_role("link").click()
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/"))
+    assert page.url.split("#")[0] == conversation_url
+
+    page.get_by_role("button", name="Rename").click()
+    title_box = page.get_by_role("textbox", name="Title")
+    title_box.fill("Glaciers")
+    title_box.press("Enter")
+    expect(page.get_by_role("heading", name="Glaciers")).to_be_visible()
+    expect(
+        page.get_by_role("navigation", name="Conversations").get_by_role("link", name="Glaciers")
+    ).to_be_visible()
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Export JSON").click()
+    exported = json.loads(open(download_info.value.path(), encoding="utf-8").read())
+    assert exported["conversation"]["title"] == "Glaciers"
+    assert [m["content"] for m in exported["messages"]] == [
+        "Tell me about ice",
+        "The zephyrine glacier melts slowly.",
+    ]
+
+    page.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name="Delete for good").click()
+    page.wait_for_url(f"{server.http_url}/")
+    expect(
+        page.get_by_role("navigation", name="Conversations").get_by_role("link", name="Glaciers")
+    ).to_have_count(0)
+    assert not Conversation.objects.filter(owner=chatter).exists()
+
+
+def test_html_and_scripts_from_the_model_render_inert(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, chatter)
+    page = context.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    payload = (
+        "<img src=x onerror=\"alert('img')\"> <script>window.__xss = 1; alert('script')</script> "
+        "[click me](javascript:alert('link')) <svg onload=\"alert('svg')\"></svg> "
+        "<a href=\"javascript:alert('a')\">raw</a>\n\n```html\n<script>alert('code')</script>\n```\n"
+    )
+    gateway.enqueue(Script(text=payload))
+    send(page, "Be naughty")
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+    page.reload()
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    for link in page.locator(f"{ASSISTANT} a").all():
+        href = link.get_attribute("href") or ""
+        assert not href.lower().startswith("javascript"), href
+    assert (
+        page.locator(f"{ASSISTANT} img[onerror], {ASSISTANT} script, {ASSISTANT} svg").count() == 0
+    )
+    expect(last_reply(page).locator("code")).to_contain_text("<script>alert('code')</script>")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+    assert dialogs == []
+
+
+def test_close_the_page_mid_reply_and_find_the_whole_reply_later(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, chatter)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    url = page.url
+    gateway.enqueue(Script(words=150, token_delay=0.01))
+    send(page, "Keep going without me")
+    expect(last_reply(page)).to_contain_text("w5")
+    page.close()
+
+    again = context.new_page()
+    again.goto(url)
+    reply = last_reply(again)
+    expect(reply).to_have_attribute("data-status", "complete", timeout=15_000)
+    expect(reply.locator(".message__body")).to_have_text(" ".join(f"w{i}" for i in range(1, 151)))
+
+
+def test_the_admin_gives_a_user_a_key_and_that_user_chats(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    browser: Any,
+    request: pytest.FixtureRequest,
+    transactional_db: None,
+    gateway: FakeGateway,
+) -> None:
+    admin = make_user("boss", is_staff=True, is_superuser=True)
+    dave = make_user("dave")
+    context, _ = browser_context
+    sign_in_with_cookie(context, server, admin)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/admin/conversations/apicredential/add/")
+    _pick_user(page, "dave")
+    page.get_by_label("Label").fill("Dave's CloudBase key")
+    page.get_by_label("Base URL").fill(gateway.base_url)
+    page.get_by_label("Default model").fill("hy3-preview")
+    page.get_by_label("API key").fill("sk-dave-from-admin-9f3e")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was added successfully")
+    assert "sk-dave-from-admin-9f3e" not in page.content()
+
+    from tests.e2e.conftest import _context, _finish
+
+    dave_context, dave_console = _context(browser, request)
+    try:
+        sign_in_with_cookie(dave_context, server, dave)
+        dave_page = dave_context.new_page()
+        dave_page.goto(f"{server.http_url}/")
+        new_chat(dave_page)
+        send(dave_page, "Hello from Dave")
+        expect(last_reply(dave_page)).to_have_attribute("data-status", "complete")
+    finally:
+        _finish(request, dave_context, dave_console)
+    assert gateway.requests[-1].headers["authorization"] == "Bearer sk-dave-from-admin-9f3e"
+
+
+def _pick_user(page: Page, username: str) -> None:
+    # The admin's autocomplete widget (select2) for the user field.
+    page.locator(".select2-selection").first.click()
+    page.locator(".select2-search__field").fill(username)
+    page.locator(".select2-results__option", has_text=username).first.click()
