@@ -6,7 +6,15 @@ STAMP := $(VENV)/.installed
 # Local use runs in development mode unless told otherwise (production: see docs/deploy.md).
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench migrate install clean messages
+.PHONY: run test lint format bench migrate install clean messages locale axe screenshots
+
+# Translations: locale/*/LC_MESSAGES/*.po are committed; the .mo files are built here.
+LOCALES := zh_Hans
+I18N_IGNORE := --ignore=.venv --ignore=var --ignore=node_modules --ignore=staticfiles \
+	--ignore=tests --ignore=bench --ignore=docs --ignore=test-artifacts --ignore='*.egg-info'
+# axe-core for the accessibility checks of the browser tests, from the npm registry
+# (version in tests/e2e/axe.py).
+AXE := var/node/node_modules/axe-core/axe.min.js
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +24,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-migrate: $(STAMP)
+migrate: $(STAMP) locale
 	$(BIN)/python manage.py migrate --noinput
+
+# Compile the committed .po files (needs GNU gettext: apt-get install gettext).
+locale: $(STAMP)
+	$(BIN)/python manage.py compilemessages $(I18N_IGNORE) $(addprefix --locale=,$(LOCALES)) --verbosity=0
+
+# Extract new strings into the .po files after changing templates, Python or JavaScript;
+# then translate every new entry (tests/test_i18n.py fails while one is missing).
+messages: $(STAMP)
+	$(BIN)/python manage.py makemessages --domain=django $(I18N_IGNORE) $(addprefix --locale=,$(LOCALES)) --add-location=file --no-obsolete
+	$(BIN)/python manage.py makemessages --domain=djangojs $(I18N_IGNORE) $(addprefix --locale=,$(LOCALES)) --add-location=file --no-obsolete
+
+$(AXE): | $(STAMP)
+	$(BIN)/python -m tests.e2e.axe
+
+axe: $(AXE)
 
 run: migrate
 	@$(BIN)/python manage.py ensure_admin
@@ -31,8 +54,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint locale axe
 	$(BIN)/python -m pytest
+
+# Every page at phone and desktop width, light and dark, English and Chinese.
+screenshots: $(STAMP) locale
+	$(BIN)/python -m tests.e2e.screenshots
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -122,6 +122,10 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         ),
     ]
 
+    class Media:
+        # Names the autocomplete widget of the user field for screen readers.
+        js = ["js/admin-a11y.js"]
+
     @admin.display(description=_("current key"), ordering="key_hint")
     def current_key(self, obj: ApiCredential) -> str:
         # Only the mask: the admin never decrypts a key to show it.

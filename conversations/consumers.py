@@ -3,23 +3,67 @@ and relays the conversation group's frames; generations live in `generation.regi
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
 
-from conversations import frames, generation, protocol, services
+from conversations import frames, generation, languages, protocol, services
 from conversations.generation import db
 from conversations.services import ServiceError
 
 CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_NOT_FOUND = 4404
+# The socket kept sending frames after it was told it sends too many.
+CLOSE_TOO_MANY_FRAMES = 4429
+# How long a socket waits for the process owning a reply to send its exact text.
+SNAPSHOT_WAIT_SECONDS = 1.0
+
+
+class FrameBudget:
+    """A token bucket: `rate` frames a second on average, bursts of up to `burst`."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self.clock = clock
+        self.tokens = float(self.burst)
+        self.updated = clock()
+        # Frames refused since the last one let through.
+        self.refused = 0
+
+    def take(self) -> bool:
+        if self.rate <= 0:
+            return True  # CHAT_WS_FRAMES_PER_SECOND=0: no limit
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
 
 
 class ConversationConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
+    budget: FrameBudget | None = None
+    # Set once the socket is being closed for flooding: frames still queued are dropped.
+    _closing = False
     # While (message_id, seq): deltas of that reply up to seq are already in `state`.
     _seen: tuple[str, int] | None = None
+    # Frames held back until the `state` of a reply streaming in another process is known.
+    _held: list[dict[str, Any]] | None = None
+    _fallback: dict[str, Any] | None = None
+    _wait_task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -36,22 +80,66 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.conversation = conversation
+        self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         # Join before the snapshot: every delta after it is queued for us, none is missed.
         self.group = services.group_name(conversation.public_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         generation.registry.ensure_ticker()
-        snapshot = await generation.registry.snapshot(conversation)
-        if snapshot is not None:
-            self._seen = (snapshot["message_id"], snapshot["seq"])
-        await self.send_json(frames.state(snapshot))
+        snapshot = generation.registry.local_snapshot(conversation.public_id)
+        if snapshot is None:
+            stored = await services.call(generation.stored_snapshot, conversation.pk)
+            if stored is not None:
+                # Written by another process: ask its owner for the exact text, and hold
+                # the deltas that arrive meanwhile. Its last checkpoint is the fallback.
+                self._held = []
+                self._fallback = stored
+                await generation.registry.request_snapshot(
+                    conversation.public_id, self.channel_name
+                )
+                self._wait_task = asyncio.create_task(self._snapshot_deadline())
+                return
+        await self._send_state(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        if self._wait_task is not None:
+            self._wait_task.cancel()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def _send_state(self, snapshot: dict[str, Any] | None) -> None:
+        if snapshot is not None:
+            self._seen = (snapshot["message_id"], snapshot["seq"])
+        await self.send_json(frames.state(snapshot))
+        held, self._held = self._held, None
+        for frame in held or []:
+            await self._relay(frame)
+
+    async def _snapshot_deadline(self) -> None:
+        await asyncio.sleep(SNAPSHOT_WAIT_SECONDS)
+        await self.channel_layer.send(self.channel_name, {"type": "chat.snapshot_timeout"})
+
+    async def chat_snapshot(self, event: dict[str, Any]) -> None:
+        if self._held is not None:
+            await self._send_state(event["snapshot"])
+
+    async def chat_snapshot_timeout(self, event: dict[str, Any]) -> None:
+        if self._held is not None:
+            # No owner answered (it died, or just finished): its checkpoint, then whatever
+            # arrived meanwhile; a client that sees a gap resyncs.
+            await self._send_state(self._fallback)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.group is None:
+        if self.group is None or self._closing:
+            return
+        # Refusals, and the error text a reply started here may store, in the page's language.
+        with translation.override(languages.language_from_scope(self.scope)):
+            await self._receive(text_data, bytes_data)
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        # Before anything else, so a flood costs neither parsing nor the database.
+        if self.budget is not None and not self.budget.take():
+            await self._refuse_flood(self.budget)
             return
         try:
             value = protocol.decode(text_data, bytes_data, max_bytes=settings.CHAT_MAX_FRAME_BYTES)
@@ -59,6 +147,21 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.dispatch_frame(frame)
         except (protocol.ProtocolError, ServiceError) as exc:
             await self.send_json(frames.error(exc.code, exc.message))
+
+    async def _refuse_flood(self, budget: FrameBudget) -> None:
+        if budget.refused == 1:
+            # Once per burst: answering every refused frame would double the flood.
+            await self.send_json(
+                frames.error(
+                    "too_many_frames",
+                    _("Too many frames: at most %(rate)s a second. Slow down.")
+                    % {"rate": f"{budget.rate:g}"},
+                )
+            )
+        elif budget.refused > budget.burst:
+            # Still flooding after the warning: a client that does not listen.
+            self._closing = True
+            await self.close(code=CLOSE_TOO_MANY_FRAMES)
 
     async def dispatch_frame(self, frame: protocol.ClientFrame) -> None:
         if isinstance(frame, protocol.Send):
@@ -75,8 +178,22 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         elif isinstance(frame, protocol.Edit):
             await generation.edit(self.user, self.conversation, frame.message_id, frame.content)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # A relayed frame touches no database: skip Channels' per-handler hop to the
+        # database thread (close_old_connections), which serialised every delta of every
+        # socket behind the database work of the whole process.
+        if message["type"] == "chat.frame":
+            await self.chat_frame(message)
+            return
+        await super().dispatch(message)
+
     async def chat_frame(self, event: dict[str, Any]) -> None:
-        frame = event["frame"]
+        if self._held is not None:
+            self._held.append(event["frame"])
+            return
+        await self._relay(event["frame"])
+
+    async def _relay(self, frame: dict[str, Any]) -> None:
         if self._seen is not None and frame["type"] in ("delta", "thinking"):
             message_id, seq = self._seen
             if frame["message_id"] == message_id:
@@ -84,3 +201,5 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                     return
                 self._seen = None
         await self.send_json(frame)
+        if frame["type"] == "deleted":
+            await self.close(code=CLOSE_NOT_FOUND)

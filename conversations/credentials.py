@@ -25,6 +25,7 @@ def _from_row(row: ApiCredential) -> GatewayCredential:
         credential_id=row.pk,
         allowed_models=tuple(row.model_choices),
         monthly_token_quota=row.monthly_token_quota,
+        last_used_at=row.last_used_at,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from conversations.models import Conversation, Message
 
 
@@ -55,30 +57,35 @@ def as_markdown(conversation: Conversation) -> str:
     lines = [f"# {conversation.display_title}", ""]
     if conversation.system_prompt:
         lines += [
-            "> System prompt:",
+            "> " + _("System prompt:"),
             *[f"> {line}" for line in conversation.system_prompt.splitlines()],
             "",
         ]
     for m in messages_for_export(conversation):
         who = (
-            "You"
+            _("You")
             if m.role == Message.Role.USER
-            else f"Assistant ({m.model})"
+            else _("Assistant (%(model)s)") % {"model": m.model}
             if m.model
-            else "Assistant"
+            else _("Assistant")
         )
         notes = []
         if m.status != Message.Status.COMPLETE:
-            notes.append(m.status)
+            notes.append(str(m.get_status_display()))
         if m.superseded_at:
-            notes.append("previous version")
+            notes.append(_("previous version"))
         suffix = f" — {', '.join(notes)}" if notes else ""
         lines += [
             f"## {who} · {m.created_at:%Y-%m-%d %H:%M} UTC{suffix}",
             "",
-            m.content or "_(empty)_",
+            m.content or "_({})_".format(_("empty")),
             "",
         ]
         if m.error_code:
-            lines += [f"> Error `{m.error_code}`: {m.error_message}", ""]
+            lines += [
+                "> "
+                + _("Error `%(code)s`: %(message)s")
+                % {"code": m.error_code, "message": m.error_message},
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"

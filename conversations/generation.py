@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils.translation import gettext as _
@@ -100,6 +101,7 @@ class Generation:
     async def run(self) -> None:
         plan = self.plan
         flusher = asyncio.create_task(self._flusher())
+        await registry.join_control(plan.conversation_public_id)
         status = Message.Status.ERROR
         error_code, error_message = "", ""
         model, stop_reason = plan.model, ""
@@ -151,7 +153,9 @@ class Generation:
             "error_message": error_message,
         }
         # Shielded: a second cancellation (shutdown after stop) must not lose the reply.
-        await asyncio.shield(self._finish(flusher, outcome_fields))
+        finishing = registry.track(self._finish(flusher, outcome_fields), wait_at_shutdown=True)
+        await asyncio.shield(finishing)
+        await registry.leave_control(plan.conversation_public_id)
 
     async def _finish(self, flusher: asyncio.Task[None], fields: dict[str, Any]) -> None:
         self._closing = True
@@ -166,7 +170,7 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await db(services.finish_reply)(self.plan.message_id, outcome)
+        frame = await services.call(services.finish_reply, self.plan.message_id, outcome)
         if frame is None:
             return
         conversation = self.plan.conversation_public_id
@@ -179,7 +183,7 @@ class Generation:
                 ),
             )
         if self.plan.name_after and outcome.status == Message.Status.COMPLETE and outcome.content:
-            await self._name_conversation(outcome.content)
+            registry.track(self._name_conversation(outcome.content))
 
     async def _name_conversation(self, answer: str) -> None:
         """Ask the same gateway, with the same credential, for a short title. On failure the
@@ -197,7 +201,7 @@ class Generation:
         except upstream.UpstreamError as exc:
             logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
             return
-        await db(services.set_generated_title)(self.plan.conversation_id, title)
+        await services.call(services.set_generated_title, self.plan.conversation_id, title)
 
 
 class Registry:
@@ -206,6 +210,21 @@ class Registry:
     def __init__(self) -> None:
         self._running: dict[UUID, Generation] = {}
         self._ticker: asyncio.Task[None] | None = None
+        # This process's address on the channel layer: other processes reach the owner of
+        # a generation through the conversation's control group (stop, snapshot).
+        self._channel: str | None = None
+        self._listener: asyncio.Task[None] | None = None
+        # Work that outlives a generation's task: final saves (awaited at shutdown) and
+        # titles (cancelled at shutdown). Held here so none is garbage-collected mid-way.
+        self._saving: set[asyncio.Task[Any]] = set()
+        self._extras: set[asyncio.Task[Any]] = set()
+
+    def track(self, coroutine: Any, *, wait_at_shutdown: bool = False) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coroutine)
+        tasks = self._saving if wait_at_shutdown else self._extras
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
 
     def __len__(self) -> int:
         return len(self._running)
@@ -238,20 +257,99 @@ class Registry:
         return True
 
     async def wait(self, conversation_public_id: UUID) -> None:
+        """Until the conversation's reply and the work after it (final save, title) end."""
         generation = self._running.get(conversation_public_id)
         if generation is not None and generation.task is not None:
             await asyncio.gather(generation.task, return_exceptions=True)
+        await asyncio.gather(*self._saving, *self._extras, return_exceptions=True)
 
     async def shutdown(self) -> None:
-        """Cancel every generation (saved as interrupted) and the ticker."""
+        """Cancel every generation (saved as interrupted), the ticker and the listener."""
         tasks = [g.task for g in self._running.values() if g.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            await asyncio.gather(self._ticker, return_exceptions=True)
-            self._ticker = None
+        await asyncio.gather(*self._saving, return_exceptions=True)
+        for task in list(self._extras):
+            task.cancel()
+        await asyncio.gather(*self._extras, return_exceptions=True)
+        for name in ("_ticker", "_listener"):
+            task = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                setattr(self, name, None)
+        self._channel = None
+
+    # --- across processes ----------------------------------------------------------------
+    async def _control_channel(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._listener is None or self._listener.done() or self._listener.get_loop() is not loop:
+            # The default prefix: channels-redis serves all of a process's channels with one
+            # blocking pop on it; a second prefix would queue behind the first's timeout.
+            self._channel = await get_channel_layer().new_channel()
+            self._listener = loop.create_task(
+                self._listen(self._channel), name="generation-control"
+            )
+        assert self._channel is not None
+        return self._channel
+
+    async def join_control(self, conversation_public_id: UUID) -> None:
+        channel = await self._control_channel()
+        await get_channel_layer().group_add(control_group(conversation_public_id), channel)
+
+    async def leave_control(self, conversation_public_id: UUID) -> None:
+        if self._channel is not None and conversation_public_id not in self._running:
+            await get_channel_layer().group_discard(
+                control_group(conversation_public_id), self._channel
+            )
+
+    async def _listen(self, channel: str) -> None:
+        layer = get_channel_layer()
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A Redis hiccup must not end this process's control of its replies.
+                logger.exception("Receiving control messages failed; retrying")
+                await asyncio.sleep(1)
+                continue
+            try:
+                await self._on_control(message)
+            except Exception:
+                logger.exception("Control message %s failed", message.get("type"))
+
+    async def _on_control(self, message: dict[str, Any]) -> None:
+        conversation = UUID(message["conversation"])
+        generation = self._running.get(conversation)
+        if generation is None:
+            return
+        if message["type"] == "generation.stop":
+            self.stop(conversation)
+        elif message["type"] == "generation.snapshot":
+            await get_channel_layer().send(
+                message["reply_to"], {"type": "chat.snapshot", "snapshot": generation.snapshot()}
+            )
+
+    async def request_stop(self, conversation_public_id: UUID) -> None:
+        """Ask whichever process owns this conversation's reply to stop it."""
+        await get_channel_layer().group_send(
+            control_group(conversation_public_id),
+            {"type": "generation.stop", "conversation": str(conversation_public_id)},
+        )
+
+    async def request_snapshot(self, conversation_public_id: UUID, reply_to: str) -> None:
+        """Ask the owning process to send `chat.snapshot` to the channel `reply_to`."""
+        await get_channel_layer().group_send(
+            control_group(conversation_public_id),
+            {
+                "type": "generation.snapshot",
+                "conversation": str(conversation_public_id),
+                "reply_to": reply_to,
+            },
+        )
 
     # --- periodic work -------------------------------------------------------------------
     def ensure_ticker(self) -> None:
@@ -269,7 +367,7 @@ class Registry:
             try:
                 await self.checkpoint_now()
                 if ticks % reap_every == 0:
-                    await db(services.reap_stale_replies)()
+                    await services.call(services.reap_stale_replies)
             except Exception:
                 logger.exception("Checkpoint or reaping failed; retrying next tick")
 
@@ -278,17 +376,18 @@ class Registry:
         if not generations:
             return
         batch = [c for c in (g.checkpoint() for g in generations) if c is not None]
-        await db(services.checkpoint)(batch, [g.plan.message_id for g in generations])
+        await services.call(services.checkpoint, batch, [g.plan.message_id for g in generations])
 
-    async def snapshot(self, conversation: Conversation) -> dict[str, Any] | None:
-        """The running reply of a conversation as a `state.generation` value, or None."""
-        generation = self._running.get(conversation.public_id)
-        if generation is not None:
-            return generation.snapshot()
-        return await db(_stored_snapshot)(conversation.pk)
+    def local_snapshot(self, conversation_public_id: UUID) -> dict[str, Any] | None:
+        generation = self._running.get(conversation_public_id)
+        return generation.snapshot() if generation is not None else None
 
 
-def _stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
+def control_group(conversation_public_id: UUID) -> str:
+    return f"ctl.{UUID(str(conversation_public_id)).hex}"
+
+
+def stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
     """A reply streaming in a process we cannot see: its last checkpoint."""
     services.reap_stale_replies(conversation_id=conversation_id)
     message = (
@@ -331,22 +430,30 @@ async def _launch(start: TurnStart) -> TurnStart:
 async def send(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
-    return await _launch(await db(services.start_turn)(user, conversation, content, client_id))
+    return await _launch(
+        await services.call(services.start_turn, user, conversation, content, client_id)
+    )
 
 
 async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
-    return await _launch(await db(services.regenerate)(user, conversation))
+    return await _launch(await services.call(services.regenerate, user, conversation))
 
 
 async def edit(
     user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
 ) -> TurnStart:
     return await _launch(
-        await db(services.edit_and_resend)(user, conversation, message_id, content)
+        await services.call(services.edit_and_resend, user, conversation, message_id, content)
     )
 
 
 async def stop(conversation: Conversation) -> None:
     if registry.stop(conversation.public_id):
+        return
+    # Maybe another process writes it: the database knows, the owner's registry acts.
+    if await Message.objects.filter(
+        conversation=conversation, status=Message.Status.STREAMING
+    ).aexists():
+        await registry.request_stop(conversation.public_id)
         return
     raise ServiceError("nothing_to_stop", _("No reply is being written right now."))

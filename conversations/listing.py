@@ -7,7 +7,7 @@ query, however many conversations a person has.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q
@@ -31,8 +31,10 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
     try:
         stamp, _, pk = cursor.rpartition("~")
         when = datetime.fromisoformat(stamp)
-        return (when if when.tzinfo else timezone.make_aware(when)), int(pk)
-    except ValueError:
+        when = when if when.tzinfo else timezone.make_aware(when)
+        # In UTC now: a hand-made stamp near year 1 or 9999 overflows here, not in the query.
+        return when.astimezone(UTC), int(pk)
+    except (ValueError, OverflowError):
         return None
 
 
@@ -58,13 +60,14 @@ def group_by_day(
     labels: list[tuple[str, list[Conversation]]] = []
     for conversation in items:
         day = timezone.localdate(conversation.updated_at)
-        if day == today:
+        # A clock slightly ahead of `now` is still today; "previous N days" includes day N.
+        if day >= today:
             label = _("Today")
         elif day == today - timedelta(days=1):
             label = _("Yesterday")
-        elif day > today - timedelta(days=7):
+        elif day >= today - timedelta(days=7):
             label = _("Previous 7 days")
-        elif day > today - timedelta(days=30):
+        elif day >= today - timedelta(days=30):
             label = _("Previous 30 days")
         else:
             label = _("Older")

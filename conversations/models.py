@@ -9,6 +9,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from conversations import crypto
 
@@ -22,71 +24,83 @@ def cloudbase_base_url(env_id: str) -> str:
 class Conversation(models.Model):
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        verbose_name=_("owner"),
     )
-    title = models.CharField(max_length=200, blank=True)
+    title = models.CharField(_("title"), max_length=200, blank=True)
     # Set when the person named the conversation; an automatic title never replaces it.
-    title_is_custom = models.BooleanField(default=False)
-    system_prompt = models.TextField(blank=True)
+    title_is_custom = models.BooleanField(_("title chosen by the user"), default=False)
+    system_prompt = models.TextField(_("system prompt"), blank=True)
     # Blank means "the credential's default model".
-    model = models.CharField(max_length=100, blank=True)
-    temperature = models.FloatField(null=True, blank=True)
-    top_p = models.FloatField(null=True, blank=True)
-    max_tokens = models.PositiveIntegerField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    temperature = models.FloatField(_("temperature"), null=True, blank=True)
+    top_p = models.FloatField(_("top p"), null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(_("max tokens"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Last activity: the list is ordered by it.
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
         indexes = [models.Index(fields=["owner", "-updated_at"], name="conv_owner_recent")]
 
     def __str__(self) -> str:
-        return self.title or f"Conversation {self.public_id}"
+        return self.title or gettext("Conversation %(id)s") % {"id": self.public_id}
 
     @property
     def display_title(self) -> str:
-        return self.title or "New chat"
+        return self.title or gettext("New chat")
 
 
 class Message(models.Model):
     class Role(models.TextChoices):
-        USER = "user"
-        ASSISTANT = "assistant"
+        USER = "user", _("user")
+        ASSISTANT = "assistant", _("assistant")
 
     class Status(models.TextChoices):
-        COMPLETE = "complete"
-        STREAMING = "streaming"
-        STOPPED = "stopped"
-        ERROR = "error"
-        INTERRUPTED = "interrupted"
+        COMPLETE = "complete", _("complete")
+        STREAMING = "streaming", _("streaming")
+        STOPPED = "stopped", _("stopped")
+        ERROR = "error", _("error")
+        INTERRUPTED = "interrupted", _("interrupted")
 
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        verbose_name=_("conversation"),
     )
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    role = models.CharField(max_length=16, choices=Role.choices)
-    content = models.TextField(blank=True)
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    content = models.TextField(_("content"), blank=True)
     # Reasoning text of a thinking model, kept apart from the answer.
-    thinking = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.COMPLETE)
-    error_code = models.CharField(max_length=64, blank=True)
-    error_message = models.TextField(blank=True)
-    stop_reason = models.CharField(max_length=64, blank=True)
-    model = models.CharField(max_length=100, blank=True)
-    input_tokens = models.PositiveIntegerField(null=True, blank=True)
-    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    thinking = models.TextField(_("thinking"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.COMPLETE
+    )
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    error_message = models.TextField(_("error message"), blank=True)
+    stop_reason = models.CharField(_("stop reason"), max_length=64, blank=True)
+    model = models.CharField(_("model"), max_length=100, blank=True)
+    input_tokens = models.PositiveIntegerField(_("input tokens"), null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(_("output tokens"), null=True, blank=True)
     # The browser's id for a user message, so a resend after a reconnect is idempotent.
-    client_id = models.CharField(max_length=64, blank=True)
+    client_id = models.CharField(_("client id"), max_length=64, blank=True)
     # Set when a regenerate or an edit replaced this message; kept as a previous version.
-    superseded_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(_("superseded"), null=True, blank=True)
     # While streaming: the owning process renews this; past it, the process is dead.
-    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
     # Sequence number of the last delta included in `content` (streaming checkpoints).
-    seq = models.PositiveIntegerField(default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    seq = models.PositiveIntegerField(_("sequence number"), default=0)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["id"]
         constraints = [
             # One generation per conversation, enforced by the database across processes.
@@ -107,7 +121,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.role} {self.public_id}"
+        return f"{self.get_role_display()} {self.public_id}"
 
     @property
     def is_active(self) -> bool:
@@ -116,8 +130,8 @@ class Message(models.Model):
 
 class ApiCredential(models.Model):
     class Scheme(models.TextChoices):
-        BEARER = "bearer", "CloudBase (Authorization: Bearer)"
-        X_API_KEY = "x-api-key", "Anthropic (x-api-key)"
+        BEARER = "bearer", _("CloudBase (Authorization: Bearer)")
+        X_API_KEY = "x-api-key", _("Anthropic (x-api-key)")
 
     # No user: the instance default, used by people who have no credential of their own.
     user = models.ForeignKey(
@@ -126,27 +140,34 @@ class ApiCredential(models.Model):
         null=True,
         blank=True,
         related_name="api_credentials",
+        verbose_name=_("user"),
     )
-    label = models.CharField(max_length=100, blank=True)
-    base_url = models.URLField(max_length=300)
-    scheme = models.CharField(max_length=16, choices=Scheme.choices, default=Scheme.BEARER)
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    base_url = models.URLField(_("base URL"), max_length=300)
+    scheme = models.CharField(
+        _("scheme"), max_length=16, choices=Scheme.choices, default=Scheme.BEARER
+    )
     # Fernet ciphertext; the plaintext key exists only in memory, on its way to the gateway.
-    key_encrypted = models.TextField(editable=False)
-    key_hint = models.CharField(max_length=16, blank=True, editable=False)
-    default_model = models.CharField(max_length=100)
+    key_encrypted = models.TextField(_("encrypted key"), editable=False)
+    key_hint = models.CharField(_("key hint"), max_length=16, blank=True, editable=False)
+    default_model = models.CharField(_("default model"), max_length=100)
     # One model name per line; empty means "only the default model".
-    allowed_models = models.TextField(blank=True)
-    monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
-    is_active = models.BooleanField(default=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    allowed_models = models.TextField(_("allowed models"), blank=True)
+    monthly_token_quota = models.PositiveBigIntegerField(
+        _("monthly token quota"), null=True, blank=True
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("API credential")
+        verbose_name_plural = _("API credentials")
         indexes = [models.Index(fields=["user", "is_active"], name="cred_user_active")]
 
     def __str__(self) -> str:
-        owner = self.user.get_username() if self.user_id else "instance default"
+        owner = self.user.get_username() if self.user_id else gettext("instance default")
         return f"{self.label or self.base_url} ({owner})"
 
     def set_key(self, plaintext: str) -> None:
@@ -179,6 +200,8 @@ class SearchDocument(models.Model):
     body = models.TextField()
 
     class Meta:
+        verbose_name = _("search entry")
+        verbose_name_plural = _("search entries")
         constraints = [
             models.UniqueConstraint(
                 fields=["conversation"],
@@ -188,4 +211,7 @@ class SearchDocument(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"search entry {self.pk} of conversation {self.conversation_id}"
+        return gettext("search entry %(id)s of conversation %(conversation)s") % {
+            "id": self.pk,
+            "conversation": self.conversation_id,
+        }

@@ -48,16 +48,39 @@ def decode(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> Any
     """The JSON value of one websocket frame, or a ProtocolError saying what is wrong."""
     if bytes_data is not None or text is None:
         raise ProtocolError("binary_not_supported", _("Frames must be JSON text, not binary."))
-    # Cheap bound first (a character is at least one byte), then the exact one.
-    if len(text) > max_bytes or len(text.encode("utf-8")) > max_bytes:
+    # Cheap bound first (a character is at least one byte), then the exact one. A lone
+    # surrogate cannot arrive on a real socket (its text is valid UTF-8) but counts anyway.
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise ProtocolError(
             "frame_too_large",
             _("This frame is larger than %(limit)d bytes.") % {"limit": max_bytes},
         )
     try:
+        # Nesting deeper than the interpreter's recursion limit raises RecursionError.
         return json.loads(text)
     except (ValueError, RecursionError):
         raise ProtocolError("invalid_json", _("The frame is not valid JSON.")) from None
+
+
+def _is_text(value: Any) -> bool:
+    """A string the database can store: JSON escapes such as "\\ud800" decode to lone
+    surrogates, which are not Unicode text and make UTF-8 encoders raise."""
+    if not isinstance(value, str):
+        return True  # not a string at all: refused where its type is checked
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _content(value: dict[str, Any]) -> Any:
+    content = value["content"]
+    if not _is_text(content):
+        raise ProtocolError(
+            "invalid_content", _("The message contains characters that are not text.")
+        )
+    return content
 
 
 def parse(value: Any) -> ClientFrame:
@@ -73,18 +96,18 @@ def parse(value: Any) -> ClientFrame:
             )
         if "content" not in value:
             raise ProtocolError("missing_content", _("A “send” frame needs “content”."))
-        return Send(content=value["content"], client_id=client_id)
+        return Send(content=_content(value), client_id=client_id)
     if kind == "stop":
         return Stop()
     if kind == "regenerate":
         return Regenerate()
     if kind == "edit":
         message_id = value.get("message_id")
-        if not isinstance(message_id, str) or not message_id:
+        if not isinstance(message_id, str) or not message_id or not _is_text(message_id):
             raise ProtocolError("invalid_message_id", _("An “edit” frame needs a “message_id”."))
         if "content" not in value:
             raise ProtocolError("missing_content", _("An “edit” frame needs “content”."))
-        return Edit(message_id=message_id, content=value["content"])
+        return Edit(message_id=message_id, content=_content(value))
     raise ProtocolError(
         "unknown_type",
         _("Unknown frame type. Use one of: send, stop, regenerate, edit."),

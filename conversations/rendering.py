@@ -12,6 +12,7 @@ from html import escape
 
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
@@ -45,16 +46,14 @@ ALLOWED_TAGS = {
     "th",
     "td",
     "span",
-    "img",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
-    "img": {"src", "alt", "title"},
     "code": {"class"},
     "span": {"class"},
     "pre": {"class", "data-language"},
-    "th": {"style"},
-    "td": {"style"},
+    "th": {"class"},
+    "td": {"class"},
     "ol": {"start"},
 }
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
@@ -72,10 +71,34 @@ def _highlight(code: str, language: str, _attrs: str) -> str:
     return f'<pre class="highlight" data-language="{label}"><code class="language-{label}">{body}</code></pre>'
 
 
+ALIGNMENTS = {f"text-align:{side}": f"align-{side}" for side in ("left", "center", "right")}
+
+
+def _alignment_classes(state: StateCore) -> None:
+    # Table cells come with style="text-align:…"; the Content-Security-Policy blocks inline
+    # styles, so the alignment travels as a class of static/css/app.css instead.
+    for token in state.tokens:
+        if token.type in ("th_open", "td_open") and "style" in token.attrs:
+            style = str(token.attrs.pop("style"))
+            if style in ALIGNMENTS:
+                token.attrSet("class", ALIGNMENTS[style])
+
+
+def _image_as_link(self: object, tokens: list, idx: int, options: object, env: object) -> str:
+    token = tokens[idx]
+    src = escape(str(token.attrGet("src") or ""))
+    alt = escape("".join(child.content for child in token.children or []) or src)
+    return f'<a href="{src}">{alt}</a>'
+
+
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
     md.enable(["table", "strikethrough"])
+    # An image the model names would be fetched by every reader's browser, and its URL can
+    # carry conversation text out (a known prompt-injection leak): show a link instead.
+    md.add_render_rule("image", _image_as_link)
+    md.core.ruler.push("alignment_classes", _alignment_classes)
     return md
 
 
@@ -89,5 +112,4 @@ def render_markdown(text: str) -> str:
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},
         link_rel="noopener noreferrer nofollow",
-        filter_style_properties={"text-align"},
     )

@@ -2,9 +2,11 @@
 
 Full-text tokenizers do not split Chinese (a whole sentence is one "word" to them), so
 text is segmented before indexing: every run of CJK characters becomes its overlapping
-bigrams ("今天天气" -> "今天 天天 天气"), and a query's CJK run becomes the phrase of its
-bigrams, which matches the word anywhere inside a sentence. Latin words go through the
-database's own tokenizer (FTS5 `porter unicode61` on SQLite, `english` on PostgreSQL).
+bigrams and its last character ("今天天气" -> "今天 天天 天气 气"), and a query's CJK run
+becomes the phrase of its bigrams, which matches the word anywhere inside a sentence; a
+single character is a prefix query (it starts a bigram, or it ends its run). Latin words
+go through the database's own tokenizer (FTS5 `porter unicode61` on SQLite, `english` on
+PostgreSQL).
 
 The index is found with one query; snippets come from the original text, not the
 segmented one, so they read naturally.
@@ -27,7 +29,6 @@ CJK_RUN = re.compile(f"[{CJK}]+")
 TERM = re.compile(f"[{CJK}]+|[^\\W_{CJK}]+", re.UNICODE)
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
-MAX_HITS = 200
 MAX_CONVERSATIONS = 50
 
 
@@ -37,9 +38,15 @@ def _bigrams(run: str) -> str:
     return " ".join(run[i : i + 2] for i in range(len(run) - 1))
 
 
+def _indexed_run(run: str) -> str:
+    # The last character on its own too, so a one-character query finds it at a run's end.
+    return run if len(run) == 1 else f"{_bigrams(run)} {run[-1]}"
+
+
 def segment(text: str) -> str:
-    """Text as the index sees it: CJK runs spaced out into bigrams, the rest unchanged."""
-    return CJK_RUN.sub(lambda m: f" {_bigrams(m.group())} ", text)
+    """Text as the index sees it: CJK runs spaced out into bigrams and their last
+    character, the rest unchanged."""
+    return CJK_RUN.sub(lambda m: f" {_indexed_run(m.group())} ", text)
 
 
 def terms(query: str) -> list[str]:
@@ -64,13 +71,10 @@ def search(user_id: int, query: str) -> list[Hit]:
         if connection.vendor == "sqlite"
         else _search_postgres(user_id, found)
     )
-    # Best hit per conversation, in rank order.
+    # The best hit of each conversation, in rank order (the query keeps one per conversation).
     best: dict[int, int | None] = {}
     for conversation_id, message_id in ranked:
-        if conversation_id not in best:
-            best[conversation_id] = message_id
-        if len(best) >= MAX_CONVERSATIONS:
-            break
+        best.setdefault(conversation_id, message_id)
     conversations = Conversation.objects.in_bulk(list(best))
     messages = Message.objects.in_bulk([m for m in best.values() if m is not None])
     hits = []
@@ -96,18 +100,27 @@ def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None
         else:
             prefix = "*" if index == len(found) - 1 else ""
             parts.append(f'"{term}"{prefix}')
-    match = " AND ".join(parts)
+    # Only the text: the index may hold other columns (the owner) that a term must not match.
+    match = "{body} : (" + " AND ".join(parts) + ")"
+    # The best document of each conversation, so a long conversation with many matches
+    # cannot push every other conversation past the limit.
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT d.conversation_id, d.message_id
-            FROM conversations_searchdocument_fts f
-            JOIN conversations_searchdocument d ON d.id = f.rowid
-            WHERE conversations_searchdocument_fts MATCH %s AND d.owner_id = %s
-            ORDER BY f.rank
+            SELECT conversation_id, message_id FROM (
+                SELECT d.conversation_id, d.message_id, f.rank AS score,
+                    ROW_NUMBER() OVER (
+                        PARTITION BY d.conversation_id ORDER BY f.rank, d.id DESC
+                    ) AS n
+                FROM conversations_searchdocument_fts f
+                JOIN conversations_searchdocument d ON d.id = f.rowid
+                WHERE conversations_searchdocument_fts MATCH %s AND d.owner_id = %s
+            )
+            WHERE n = 1
+            ORDER BY score
             LIMIT %s
             """,
-            [match, user_id, MAX_HITS],
+            [match, user_id, MAX_CONVERSATIONS],
         )
         return list(cursor.fetchall())
 
@@ -116,7 +129,11 @@ def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | No
     clauses = []
     params: list[object] = []
     for index, term in enumerate(found):
-        if CJK_RUN.fullmatch(term):
+        if CJK_RUN.fullmatch(term) and len(term) == 1:
+            # As on SQLite: the character starts a bigram or ends its run.
+            clauses.append("to_tsquery('english', %s)")
+            params.append(f"{term}:*")
+        elif CJK_RUN.fullmatch(term):
             clauses.append("phraseto_tsquery('english', %s)")
             params.append(_bigrams(term))
         elif index == len(found) - 1:
@@ -130,13 +147,20 @@ def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | No
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT conversation_id, message_id
-            FROM conversations_searchdocument, ({"SELECT " + tsquery}) AS q(query)
-            WHERE owner_id = %s AND vector @@ q.query
-            ORDER BY ts_rank(vector, q.query) DESC, id DESC
+            SELECT conversation_id, message_id FROM (
+                SELECT conversation_id, message_id, id, ts_rank(vector, q.query) AS score,
+                    ROW_NUMBER() OVER (
+                        PARTITION BY conversation_id
+                        ORDER BY ts_rank(vector, q.query) DESC, id DESC
+                    ) AS n
+                FROM conversations_searchdocument, ({"SELECT " + tsquery}) AS q(query)
+                WHERE owner_id = %s AND vector @@ q.query
+            ) AS ranked
+            WHERE n = 1
+            ORDER BY score DESC, id DESC
             LIMIT %s
             """,
-            [*params, user_id, MAX_HITS],
+            [*params, user_id, MAX_CONVERSATIONS],
         )
         return list(cursor.fetchall())
 

@@ -8,16 +8,20 @@ must hear about broadcasts its websocket frame *after* its transaction commits.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -27,6 +31,7 @@ from conversations.search import segment
 from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ServiceError(Exception):
@@ -51,8 +56,42 @@ async def broadcast(conversation_public_id: UUID | str, frame: dict[str, Any]) -
     )
 
 
+# Frames queued by a service running under `call`: its caller sends them, in order, once
+# the service has returned (so after its transaction committed).
+_outbox: ContextVar[list[tuple[UUID, dict[str, Any]]] | None] = ContextVar("outbox", default=None)
+
+
 def broadcast_on_commit(conversation_public_id: UUID, frame: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: async_to_sync(broadcast)(conversation_public_id, frame))
+    def deliver() -> None:
+        outbox = _outbox.get()
+        if outbox is not None:
+            outbox.append((conversation_public_id, frame))
+        else:
+            # Called from plain synchronous code (a view, the admin, a command).
+            async_to_sync(broadcast)(conversation_public_id, frame)
+
+    transaction.on_commit(deliver)
+
+
+async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a service from async code: in the database thread, then send its frames.
+
+    Never blocks the database thread on the event loop (which a broadcast from inside the
+    thread would), and keeps the frames in the order the service produced them.
+    """
+
+    def run() -> tuple[T, list[tuple[UUID, dict[str, Any]]]]:
+        outbox: list[tuple[UUID, dict[str, Any]]] = []
+        token = _outbox.set(outbox)
+        try:
+            return function(*args, **kwargs), outbox
+        finally:
+            _outbox.reset(token)
+
+    result, outbox = await database_sync_to_async(run)()
+    for conversation_public_id, frame in outbox:
+        await broadcast(conversation_public_id, frame)
+    return result
 
 
 # --- Conversations -----------------------------------------------------------------------
@@ -122,17 +161,20 @@ def set_generated_title(conversation_id: int, title: str) -> Conversation | None
 
 
 # --- Search index --------------------------------------------------------------------------
-def _index_message(message: Message, owner_id: int) -> None:
-    if not message.content.strip():
-        return
-    SearchDocument.objects.update_or_create(
-        message=message,
-        defaults={
-            "owner_id": owner_id,
-            "conversation_id": message.conversation_id,
-            "body": segment(message.content),
-        },
-    )
+def _index_new_messages(owner_id: int, messages: list[Message]) -> None:
+    """Index messages that have no search entry yet, in one statement."""
+    documents = [
+        SearchDocument(
+            owner_id=owner_id,
+            conversation_id=m.conversation_id,
+            message_id=m.pk,
+            body=segment(m.content),
+        )
+        for m in messages
+        if m.content.strip()
+    ]
+    if documents:
+        SearchDocument.objects.bulk_create(documents, ignore_conflicts=True)
 
 
 def _index_title(conversation: Conversation) -> None:
@@ -236,26 +278,36 @@ def _plan(
     )
 
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
 def _new_reply(conversation: Conversation, credential: GatewayCredential) -> Message:
     """The assistant placeholder. The partial unique index refuses a second one."""
-    if credential.credential_id is not None:
-        ApiCredential.objects.filter(pk=credential.credential_id).update(
-            last_used_at=timezone.now()
-        )
-    try:
-        with transaction.atomic():
-            return Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                status=Message.Status.STREAMING,
-                model=conversation.model or credential.default_model,
-                lease_expires_at=timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
-            )
-    except IntegrityError:
-        raise ServiceError(
-            "generation_running",
-            _("A reply is still being written. Wait for it to finish or press Stop."),
-        ) from None
+    now = timezone.now()
+    if credential.credential_id is not None and (
+        credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION
+    ):
+        # To the minute is enough, and spares a write on most turns.
+        ApiCredential.objects.filter(pk=credential.credential_id).update(last_used_at=now)
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                return Message.objects.create(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    status=Message.Status.STREAMING,
+                    model=conversation.model or credential.default_model,
+                    lease_expires_at=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+                )
+        except IntegrityError:
+            # Another reply streams, or a dead process left one: reap only then, so the
+            # common path costs no extra query; if it was alive, refuse.
+            if attempt == 2 or not reap_stale_replies(conversation_id=conversation.pk):
+                break
+    raise ServiceError(
+        "generation_running",
+        _("A reply is still being written. Wait for it to finish or press Stop."),
+    )
 
 
 def start_turn(
@@ -269,7 +321,8 @@ def start_turn(
             return TurnStart(existing, None, None)
     credential = _credential_or_error(user)
     with transaction.atomic():
-        reap_stale_replies(conversation_id=conversation.pk)
+        # The row as it is now: the caller's copy may predate a rename or new settings.
+        conversation = _current(conversation)
         try:
             with transaction.atomic():
                 question = Message.objects.create(
@@ -283,7 +336,6 @@ def start_turn(
             existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
             return TurnStart(existing, None, None)
         reply = _new_reply(conversation, credential)
-        _index_message(question, conversation.owner_id)
         changes: dict[str, Any] = {"updated_at": timezone.now()}
         name_after = not conversation.title_is_custom and not conversation.title
         if not conversation.title:
@@ -295,6 +347,15 @@ def start_turn(
         broadcast_on_commit(conversation.public_id, frames.message(question))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
     return TurnStart(question, reply, _plan(conversation, reply, credential, name_after=name_after))
+
+
+def _current(conversation: Conversation) -> Conversation:
+    """The conversation's row as it is now, locked for this transaction."""
+    try:
+        return Conversation.objects.select_for_update().get(pk=conversation.pk)
+    except Conversation.DoesNotExist:
+        # Deleted from another tab while this one stayed open.
+        raise ServiceError("conversation_deleted", _("This conversation was deleted.")) from None
 
 
 def fallback_title(content: str, limit: int = 60) -> str:
@@ -309,7 +370,8 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
     """Answer the last user message again; the previous answer is kept as a superseded version."""
     credential = _credential_or_error(user)
     with transaction.atomic():
-        reap_stale_replies(conversation_id=conversation.pk)
+        # The row as it is now: the caller's copy may predate a rename or new settings.
+        conversation = _current(conversation)
         active = list(conversation.messages.filter(superseded_at=None).order_by("-id")[:2])
         if not active:
             raise ServiceError("nothing_to_regenerate", _("There is no reply to regenerate yet."))
@@ -345,7 +407,8 @@ def edit_and_resend(
         raise ServiceError("invalid_message_id", _("That message id is not valid.")) from None
     credential = _credential_or_error(user)
     with transaction.atomic():
-        reap_stale_replies(conversation_id=conversation.pk)
+        # The row as it is now: the caller's copy may predate a rename or new settings.
+        conversation = _current(conversation)
         target = conversation.messages.filter(public_id=target_id, superseded_at=None).first()
         if target is None:
             raise ServiceError("message_not_found", _("That message is not in this conversation."))
@@ -362,7 +425,6 @@ def edit_and_resend(
         question = Message.objects.create(
             conversation=conversation, role=Message.Role.USER, content=content
         )
-        _index_message(question, conversation.owner_id)
         reply = _new_reply(conversation, credential)
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
         broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
@@ -442,9 +504,18 @@ def finish_reply(message_id: int, outcome: Outcome) -> dict[str, Any] | None:
         )
         if not updated:
             return None
-        message = Message.objects.select_related("conversation").get(pk=message_id)
-        # In the same transaction: one write transaction per finished reply.
-        _index_message(message, message.conversation.owner_id)
+        # The reply and its question in one read; both indexed in this same transaction,
+        # so a finished reply costs one write transaction.
+        conversation_id = Message.objects.filter(pk=message_id).values("conversation_id")[:1]
+        message, *before = (
+            Message.objects.filter(
+                conversation_id=Subquery(conversation_id), id__lte=message_id, superseded_at=None
+            )
+            .select_related("conversation")
+            .order_by("-id")[:2]
+        )
+        question = [m for m in before if m.role == Message.Role.USER]
+        _index_new_messages(message.conversation.owner_id, [message, *question])
     return frames.done(message)
 
 
@@ -473,7 +544,18 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
             )
             if updated:
                 message.refresh_from_db()
-                _index_message(message, message.conversation.owner_id)
+                question = (
+                    Message.objects.filter(
+                        conversation_id=message.conversation_id,
+                        role=Message.Role.USER,
+                        id__lt=message.pk,
+                    )
+                    .order_by("-id")
+                    .first()
+                )
+                _index_new_messages(
+                    message.conversation.owner_id, [m for m in (message, question) if m]
+                )
                 frame = frames.done(message)
                 results.append((message.conversation.public_id, frame))
                 broadcast_on_commit(message.conversation.public_id, frame)

@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import anthropic
@@ -38,6 +39,7 @@ class GatewayCredential:
     is_demo: bool = False
     allowed_models: tuple[str, ...] = ()
     monthly_token_quota: int | None = None
+    last_used_at: datetime | None = None
 
     @property
     def fingerprint(self) -> str:

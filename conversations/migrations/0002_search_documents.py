@@ -7,18 +7,22 @@ from django.db import migrations, models
 SQLITE_FORWARD = [
     # External-content FTS5 table over conversations_searchdocument, kept in sync by triggers,
     # so Django's own inserts, updates and cascading deletes maintain the index.
+    # The owner is an indexed column too: a query matches only its owner's documents inside
+    # the index, instead of scoring everyone's matches and filtering afterwards.
     """CREATE VIRTUAL TABLE conversations_searchdocument_fts USING fts5(
-        body, content='conversations_searchdocument', content_rowid='id',
+        body, owner_id, content='conversations_searchdocument', content_rowid='id',
         tokenize='porter unicode61 remove_diacritics 2')""",
     """CREATE TRIGGER conversations_searchdocument_ai AFTER INSERT ON conversations_searchdocument BEGIN
-        INSERT INTO conversations_searchdocument_fts(rowid, body) VALUES (new.id, new.body); END""",
+        INSERT INTO conversations_searchdocument_fts(rowid, body, owner_id)
+        VALUES (new.id, new.body, new.owner_id); END""",
     """CREATE TRIGGER conversations_searchdocument_ad AFTER DELETE ON conversations_searchdocument BEGIN
-        INSERT INTO conversations_searchdocument_fts(conversations_searchdocument_fts, rowid, body)
-        VALUES ('delete', old.id, old.body); END""",
+        INSERT INTO conversations_searchdocument_fts(conversations_searchdocument_fts, rowid, body, owner_id)
+        VALUES ('delete', old.id, old.body, old.owner_id); END""",
     """CREATE TRIGGER conversations_searchdocument_au AFTER UPDATE ON conversations_searchdocument BEGIN
-        INSERT INTO conversations_searchdocument_fts(conversations_searchdocument_fts, rowid, body)
-        VALUES ('delete', old.id, old.body);
-        INSERT INTO conversations_searchdocument_fts(rowid, body) VALUES (new.id, new.body); END""",
+        INSERT INTO conversations_searchdocument_fts(conversations_searchdocument_fts, rowid, body, owner_id)
+        VALUES ('delete', old.id, old.body, old.owner_id);
+        INSERT INTO conversations_searchdocument_fts(rowid, body, owner_id)
+        VALUES (new.id, new.body, new.owner_id); END""",
 ]
 SQLITE_BACKWARD = [
     "DROP TRIGGER IF EXISTS conversations_searchdocument_ai",
@@ -31,8 +35,10 @@ POSTGRES_FORWARD = [
     """ALTER TABLE conversations_searchdocument ADD COLUMN vector tsvector
         GENERATED ALWAYS AS (to_tsvector('english', body)) STORED""",
     "CREATE INDEX conversations_searchdocument_vector ON conversations_searchdocument USING GIN (vector)",
+    "CREATE INDEX conversations_searchdocument_owner_recent ON conversations_searchdocument (owner_id, id DESC)",
 ]
 POSTGRES_BACKWARD = [
+    "DROP INDEX IF EXISTS conversations_searchdocument_owner_recent",
     "DROP INDEX IF EXISTS conversations_searchdocument_vector",
     "ALTER TABLE conversations_searchdocument DROP COLUMN IF EXISTS vector",
 ]

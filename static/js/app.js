@@ -42,11 +42,36 @@ function bindShortcuts() {
       document.getElementById("new-chat-form")?.requestSubmit();
     } else if (mod && !event.shiftKey && (event.key === "k" || event.key === "K")) {
       event.preventDefault();
+      revealSidebar();
       document.getElementById("search-input")?.focus();
     }
   });
 }
 
+function bindSidebarToggle() {
+  // On a phone the list, search and account links fold behind one button; without this
+  // script (or on a wide screen, where CSS hides the button) everything stays visible.
+  const sidebar = document.getElementById("sidebar");
+  const toggle = document.getElementById("sidebar-toggle");
+  if (!sidebar || !toggle) return;
+  sidebar.dataset.collapsible = "";
+  toggle.hidden = false;
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    sidebar.toggleAttribute("data-open", open);
+  });
+}
+
+function revealSidebar() {
+  // Ctrl+K on a phone: unfold the panel first, or the search box cannot take the focus.
+  const toggle = document.getElementById("sidebar-toggle");
+  if (toggle && !toggle.hidden && toggle.getAttribute("aria-expanded") !== "true" && getComputedStyle(toggle).display !== "none") {
+    toggle.click();
+  }
+}
+
 const list = document.getElementById("conversation-list");
 if (list) bindLoadMore(list);
+bindSidebarToggle();
 bindShortcuts();

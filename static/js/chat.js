@@ -8,10 +8,11 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 10000;
 const STICK_PX = 80;
 
-function t(text) {
-  // Django's JavaScript catalog, when the page loads it.
-  return typeof window.gettext === "function" ? window.gettext(text) : text;
-}
+// Django's JavaScript catalog (/jsi18n/, a classic script that runs before this module).
+// Calls are spelled `gettext(...)` so `makemessages -d djangojs` finds them.
+const gettext = typeof window.gettext === "function" ? window.gettext : (text) => text;
+const LANGUAGE = document.documentElement.lang || undefined;
+const TIME_FORMAT = new Intl.DateTimeFormat(LANGUAGE, { dateStyle: "short", timeStyle: "short" });
 
 function newClientId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -30,6 +31,8 @@ class ChatPage {
     this.regenerateButton = document.getElementById("regenerate");
     this.indicator = document.getElementById("connection");
     this.notice = document.getElementById("notice");
+    this.announcer = document.getElementById("announcer");
+    this.composing = false;
     this.socket = null;
     this.backoff = MIN_BACKOFF_MS;
     this.everConnected = false;
@@ -38,6 +41,7 @@ class ChatPage {
     this.draftKey = `draft:${this.conversationId}`;
     this.bindComposer();
     this.bindRename(el.dataset.renameUrl);
+    this.bindThinking();
     this.decorate(this.log);
     this.scrollToBottom(true);
     this.refreshButtons();
@@ -54,7 +58,7 @@ class ChatPage {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const socket = new WebSocket(`${scheme}://${location.host}/ws/conversations/${this.conversationId}/`);
     this.socket = socket;
-    this.setConnection("connecting", t("Connecting…"));
+    this.setConnection("connecting", gettext("Connecting…"));
     socket.addEventListener("message", (event) => {
       if (this.socket !== socket) return;
       let frame;
@@ -69,12 +73,12 @@ class ChatPage {
       if (this.socket !== socket) return;
       this.socket = null;
       if (event.code === 4401) {
-        this.setConnection("offline", t("Signed out"));
+        this.setConnection("offline", gettext("Signed out"));
         location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
         return;
       }
       if (event.code === 4404) {
-        this.setConnection("offline", t("Conversation not found"));
+        this.setConnection("offline", gettext("Conversation not found"));
         return;
       }
       this.scheduleReconnect();
@@ -82,7 +86,7 @@ class ChatPage {
   }
 
   scheduleReconnect() {
-    this.setConnection("offline", t("Reconnecting…"));
+    this.setConnection("offline", gettext("Reconnecting…"));
     const delay = this.backoff * (0.75 + Math.random() * 0.5);
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
     setTimeout(() => this.resync(), delay);
@@ -161,17 +165,23 @@ class ChatPage {
   onState(frame) {
     this.backoff = MIN_BACKOFF_MS;
     this.everConnected = true;
-    this.setConnection("online", t("Connected"));
+    this.setConnection("online", gettext("Connected"));
     const generation = frame.generation;
     this.streaming = null;
     if (generation) {
       const article = this.article(generation.message_id) || this.appendArticle({
         id: generation.message_id, role: "assistant", status: "streaming", content: "",
       });
+      this.streaming = { id: generation.message_id, seq: generation.seq };
       this.setStatus(article, "streaming");
       this.body(article).textContent = generation.text;
-      if (generation.thinking) this.thinkingText(article, true).textContent = generation.thinking;
-      this.streaming = { id: generation.message_id, seq: generation.seq };
+      if (generation.thinking) {
+        const text = this.thinkingText(article, true);
+        text.textContent = generation.thinking;
+        // Still thinking (no answer yet): show it; otherwise it stays folded.
+        const details = text.closest("details");
+        if (!details.dataset.userToggled) details.open = !generation.text;
+      }
     } else {
       // Nothing streams: any article still marked streaming is stale; fetch the truth.
       const stale = this.log.querySelector('article[data-status="streaming"]');
@@ -197,11 +207,11 @@ class ChatPage {
     if (message.client_id && this.pending && this.pending.client_id === message.client_id) {
       this.setPending(null);
     }
-    if (!article) article = this.appendArticle(message);
-    this.setStatus(article, message.status);
     if (message.role === "assistant" && message.status === "streaming") {
       this.streaming = { id: message.id, seq: 0 };
     }
+    if (!article) article = this.appendArticle(message);
+    this.setStatus(article, message.status);
     this.refreshButtons();
     this.scrollToBottom();
   }
@@ -224,12 +234,15 @@ class ChatPage {
     if (!article) return;
     const stick = this.isNearBottom();
     if (frame.type === "thinking") {
-      const details = article.querySelector(".message__thinking") || this.thinkingText(article, true).closest("details");
-      details.open = true;
-      this.thinkingText(article, true).append(frame.text);
+      // Open while the model thinks (unless the person folded it)...
+      const text = this.thinkingText(article, true);
+      const details = text.closest("details");
+      if (!details.dataset.userToggled) details.open = true;
+      text.append(frame.text);
     } else {
+      // ... and folded as soon as the answer starts.
       const details = article.querySelector(".message__thinking");
-      if (details && details.open && !details.dataset.userOpened) details.open = false;
+      if (details && details.open && !details.dataset.userToggled) details.open = false;
       this.body(article).append(frame.text);
     }
     if (stick) this.scrollToBottom(true);
@@ -246,14 +259,16 @@ class ChatPage {
     if (frame.thinking) {
       const text = this.thinkingText(article, true);
       text.textContent = frame.thinking;
-      text.closest("details").open = false;
+      const details = text.closest("details");
+      if (!details.dataset.userToggled) details.open = false;
     }
+    if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
     this.setStatus(article, frame.status);
     article.querySelector(".message__error")?.remove();
     if (frame.error) this.showArticleError(article, frame.error.code, frame.error.message);
-    if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
     this.decorate(article);
     this.refreshButtons();
+    this.announceDone(frame.status);
     if (stick) this.scrollToBottom(true);
   }
 
@@ -286,9 +301,13 @@ class ChatPage {
       event.preventDefault();
       this.submit();
     });
+    // Never send while an input method is composing (Chinese, Japanese, ...): the Enter
+    // that picks a candidate is not a send. Browsers flag it with isComposing or keyCode
+    // 229; the composition events cover those that do neither.
+    this.input.addEventListener("compositionstart", () => { this.composing = true; });
+    this.input.addEventListener("compositionend", () => { this.composing = false; });
     this.input.addEventListener("keydown", (event) => {
-      // Never send while an input method is composing (Chinese, Japanese, ...).
-      if (event.isComposing || event.keyCode === 229) return;
+      if (event.isComposing || event.keyCode === 229 || this.composing) return;
       if (event.key === "Enter" && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
         event.preventDefault();
         this.submit();
@@ -299,9 +318,10 @@ class ChatPage {
       this.saveDraft();
     });
     this.stopButton.addEventListener("click", () => this.stop());
-    this.regenerateButton.addEventListener("click", () => {
-      this.hideNotice();
-      if (!this.send({ type: "regenerate" })) this.showNotice(t("Not connected. Try again in a moment."));
+    this.regenerateButton.addEventListener("click", () => this.regenerate());
+    // The Retry button inside a failed reply's alert does what Regenerate does.
+    this.log.addEventListener("click", (event) => {
+      if (event.target.closest("[data-retry]")) this.regenerate();
     });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.streaming) {
@@ -309,6 +329,13 @@ class ChatPage {
         this.stop();
       }
     });
+  }
+
+  regenerate() {
+    this.hideNotice();
+    if (!this.send({ type: "regenerate" })) this.showNotice(gettext("Not connected. Try again in a moment."));
+    // The button disappears while the new reply streams: keep the focus somewhere useful.
+    this.input.focus();
   }
 
   saveDraft() {
@@ -321,15 +348,20 @@ class ChatPage {
 
   autosize() {
     // Grow with the text, up to a cap (then the textarea scrolls).
-    this.input.style.height = "auto";
-    this.input.style.height = `${Math.min(this.input.scrollHeight, 320)}px`;
+    const el = this.input;
+    const cap = 320;
+    // At the cap and still overflowing: nothing changes, and skipping the reset saves a
+    // second layout per keystroke in a long (pasted) text.
+    if (el.offsetHeight >= cap && el.scrollHeight > el.clientHeight) return;
+    el.style.height = "auto";
+    el.style.height = `${Math.min(el.scrollHeight, cap)}px`;
   }
 
   submit() {
     const content = this.input.value;
     if (!content.trim()) return;
     if (this.streaming || this.pending) {
-      this.showNotice(t("A reply is still being written. Wait for it to finish or press Stop."));
+      this.showNotice(gettext("A reply is still being written. Wait for it to finish or press Stop."));
       return;
     }
     this.hideNotice();
@@ -375,7 +407,7 @@ class ChatPage {
   }
 
   stop() {
-    if (!this.send({ type: "stop" })) this.showNotice(t("Not connected. Try again in a moment."));
+    if (!this.send({ type: "stop" })) this.showNotice(gettext("Not connected. Try again in a moment."));
     this.input.focus();
   }
 
@@ -391,6 +423,39 @@ class ChatPage {
       this.regenerateButton.hidden = false;
     }
     document.getElementById("log-empty")?.toggleAttribute("hidden", articles.length > 0);
+    this.refreshRetry(streaming ? null : last);
+    this.updateLiveRegion();
+  }
+
+  refreshRetry(last) {
+    // One Retry button, in the alert of the last reply if that reply failed.
+    const failed = last && last.dataset.role === "assistant" && ["error", "interrupted"].includes(last.dataset.status);
+    this.log.querySelectorAll("[data-retry]").forEach((button) => {
+      if (!failed || !last.contains(button)) button.remove();
+    });
+    if (!failed) return;
+    const alert = last.querySelector(".message__error");
+    if (!alert || alert.querySelector("[data-retry]")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button button--small message__retry";
+    button.dataset.retry = "";
+    button.textContent = gettext("Retry");
+    alert.append(" ", button);
+  }
+
+  announceDone(status) {
+    // Screen readers hear one sentence per reply, not every token (the log is quiet while
+    // a reply streams). Failures announce themselves through their role="alert".
+    const sentences = {
+      complete: gettext("Reply complete."),
+      stopped: gettext("Reply stopped."),
+    };
+    const sentence = sentences[status];
+    if (!sentence || !this.announcer) return;
+    this.announcer.textContent = "";
+    // A new text node on the next frame: announced even if it is the same sentence again.
+    requestAnimationFrame(() => { this.announcer.textContent = sentence; });
   }
 
   // --- title --------------------------------------------------------------------------
@@ -429,14 +494,14 @@ class ChatPage {
         });
         const data = await response.json();
         if (!response.ok) {
-          this.showNotice((data.errors || []).join(" ") || t("Could not rename."));
+          this.showNotice((data.errors || []).join(" ") || gettext("Could not rename."));
           return;
         }
         this.hideNotice();
         this.setTitle(data.title);
         open(false);
       } catch {
-        this.showNotice(t("Not connected. Try again in a moment."));
+        this.showNotice(gettext("Not connected. Try again in a moment."));
       }
     });
   }
@@ -463,11 +528,8 @@ class ChatPage {
     if (!text && create) {
       const details = document.createElement("details");
       details.className = "message__thinking";
-      details.addEventListener("toggle", () => {
-        if (!this.streaming) details.dataset.userOpened = "1";
-      });
       const summary = document.createElement("summary");
-      summary.textContent = t("Thinking");
+      summary.textContent = gettext("Thinking");
       text = document.createElement("div");
       text.className = "message__thinking-text";
       details.append(summary, text);
@@ -490,11 +552,15 @@ class ChatPage {
     meta.className = "message__meta";
     const author = document.createElement("span");
     author.className = "message__author";
-    author.textContent = message.role === "user" ? t("You") : t("Assistant");
+    author.textContent = message.role === "user" ? gettext("You") : gettext("Assistant");
+    const time = document.createElement("time");
+    time.className = "message__time";
+    time.dateTime = new Date().toISOString();
     const status = document.createElement("span");
     status.className = "message__status";
     status.dataset.statusLabel = "";
-    meta.append(author, status);
+    meta.append(author, time, status);
+    this.localiseTimes(meta);
     const body = document.createElement("div");
     body.className = "message__body message__body--plain";
     body.textContent = message.content || "";
@@ -516,14 +582,24 @@ class ChatPage {
   setStatus(article, status) {
     article.dataset.status = status;
     const labels = {
-      streaming: t("writing…"),
-      sending: t("sending…"),
-      stopped: t("stopped"),
-      error: t("failed"),
-      interrupted: t("interrupted"),
+      streaming: gettext("writing…"),
+      sending: gettext("sending…"),
+      stopped: gettext("stopped"),
+      error: gettext("failed"),
+      interrupted: gettext("interrupted"),
     };
     const label = article.querySelector("[data-status-label]");
     if (label) label.textContent = labels[status] || "";
+    // A streaming reply is busy, and the log stops being a live region until it is done:
+    // completed replies are announced once, by announceDone.
+    if (status === "streaming") article.setAttribute("aria-busy", "true");
+    else article.removeAttribute("aria-busy");
+    this.updateLiveRegion();
+  }
+
+  updateLiveRegion() {
+    const busy = Boolean(this.log.querySelector('article[data-status="streaming"]'));
+    this.log.setAttribute("aria-live", busy ? "off" : "polite");
   }
 
   showArticleError(article, code, message) {
@@ -533,8 +609,13 @@ class ChatPage {
     const codeEl = document.createElement("span");
     codeEl.className = "message__error-code";
     codeEl.textContent = code;
-    p.append(codeEl, ` ${message}`);
+    const textEl = document.createElement("span");
+    textEl.className = "message__error-text";
+    textEl.textContent = message;
+    p.append(codeEl, " ", textEl);
     article.append(p);
+    const articles = this.log.querySelectorAll("article");
+    if (!this.streaming) this.refreshRetry(articles[articles.length - 1]);
   }
 
   showNotice(text) {
@@ -547,7 +628,24 @@ class ChatPage {
     this.notice.textContent = "";
   }
 
+  bindThinking() {
+    // A person who opens or folds a reasoning block decides from then on, not the stream.
+    this.log.addEventListener("click", (event) => {
+      const summary = event.target.closest(".message__thinking > summary");
+      if (summary) summary.parentElement.dataset.userToggled = "1";
+    });
+  }
+
+  localiseTimes(scope) {
+    // The server writes times in its own zone; show them in the reader's.
+    scope.querySelectorAll("time[datetime]").forEach((el) => {
+      const when = new Date(el.dateTime);
+      if (!Number.isNaN(when.getTime())) el.textContent = TIME_FORMAT.format(when);
+    });
+  }
+
   decorate(scope) {
+    this.localiseTimes(scope);
     // A Copy button on every code block of a finished reply.
     scope.querySelectorAll('article[data-role="assistant"] pre').forEach((pre) => {
       if (pre.parentElement.classList.contains("code")) return;
@@ -556,15 +654,15 @@ class ChatPage {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "code__copy";
-      button.textContent = t("Copy");
+      button.textContent = gettext("Copy");
       button.addEventListener("click", async () => {
         try {
           await navigator.clipboard.writeText(pre.innerText);
-          button.textContent = t("Copied");
+          button.textContent = gettext("Copied");
         } catch {
-          button.textContent = t("Copy failed");
+          button.textContent = gettext("Copy failed");
         }
-        setTimeout(() => { button.textContent = t("Copy"); }, 1500);
+        setTimeout(() => { button.textContent = gettext("Copy"); }, 1500);
       });
       pre.replaceWith(wrap);
       wrap.append(button, pre);

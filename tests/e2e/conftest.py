@@ -47,6 +47,12 @@ def _fresh_async_state() -> Iterator[None]:
     yield
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The session's Playwright keeps an event loop running in the main thread until the
+    # end: every async test must run before the first browser test starts it.
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
     outcome = yield

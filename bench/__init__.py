@@ -1,0 +1,1 @@
+"""`make bench`: the performance benchmarks (see docs/performance.md)."""

@@ -1,0 +1,268 @@
+"""Scenarios that need no server: history replay, the conversation list and search.
+
+They run in the orchestrator process against the benchmark database, count queries with
+`CaptureQueriesContext` and time with `perf_counter` (median of several calls after one
+warm-up call, so caches and imports are not what is measured). "Server time" is the time
+of the whole request through Django's test client: middleware, session, view, template.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bench import environment
+
+REPLAY_SIZES = (10, 100, 1000, 2000)
+LIST_SIZES = (100, 1000, 10_000)
+MESSAGES_PER_CONVERSATION = 20  # 10,000 conversations -> 200,000 messages
+TIMED_CALLS = 7
+RARE_WORD = "needle"  # in about 1% of messages
+VOCABULARY = 2000
+
+
+def timed(call: Callable[[], Any]) -> tuple[float, int]:
+    """Median milliseconds of `call` and the number of queries of one call."""
+    from django.db import connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    call()
+    # A request resets the query log when it starts: start from an empty log so the
+    # captured slice is not cut.
+    reset_queries()
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    samples = []
+    for _ in range(TIMED_CALLS):
+        start = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples), len(captured.captured_queries)
+
+
+class Text:
+    """Made-up prose: pronounceable words with a Zipf-like frequency, as in real text, so a
+    common word matches many messages and a rare one few. Sentences come from a pool, which
+    keeps 200,000 messages cheap to make without changing the word statistics."""
+
+    POOL = 20_000
+
+    def __init__(self, seed: int) -> None:
+        rng = random.Random(seed)
+        syllables = ["ka", "lo", "mi", "ren", "to", "sa", "vi", "der", "po", "lun", "ste", "ga"]
+        words = sorted({"".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(9000)})
+        rng.shuffle(words)
+        self.words = words[:VOCABULARY]
+        weights = list(itertools.accumulate(1 / rank for rank in range(1, VOCABULARY + 1)))
+        self.pool = [
+            " ".join(rng.choices(self.words, cum_weights=weights, k=rng.randint(12, 60)))
+            for _ in range(self.POOL)
+        ]
+        self.rng = rng
+        self.count = 0
+
+    @property
+    def common_word(self) -> str:
+        # Rank 5 of the distribution: in a large share of messages.
+        return self.words[4]
+
+    def sentence(self) -> str:
+        self.count += 1
+        text = self.pool[self.rng.randrange(self.POOL)]
+        if self.count % 100 == 0:
+            return f"{text} {RARE_WORD} {self.pool[self.rng.randrange(self.POOL)]}"
+        return text
+
+
+def insert_rows(model: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT rows (database values by attribute name) with one `executemany`; their ids.
+
+    The ORM's bulk_create spends ~0.2 ms per row preparing values: minutes for the 400,000
+    rows of the 10,000-conversation owner. Every column not given here gets the value the
+    ORM stores for a new instance (computed once), so the rows are the same as
+    bulk_create's. Only the orchestrator writes while this runs (no server is up), so ids
+    can be assigned here.
+    """
+    from django.db import connection
+    from django.db.models import Max
+
+    fields = [f for f in model._meta.concrete_fields if f.attname != "id"]
+    template = model()
+    defaults = {
+        f.attname: f.get_db_prep_save(f.pre_save(template, True), connection) for f in fields
+    }
+    first = (model.objects.aggregate(top=Max("id"))["top"] or 0) + 1
+    names = [f.attname for f in fields]
+    values = [
+        (first + offset, *(row.get(name, defaults[name]) for name in names))
+        for offset, row in enumerate(rows)
+    ]
+    columns = ", ".join(connection.ops.quote_name(c) for c in ["id", *(f.column for f in fields)])
+    marks = ", ".join(["%s"] * (len(fields) + 1))
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+    return list(range(first, first + len(rows)))
+
+
+def uuid_value() -> Any:
+    """A new UUID as the database stores it (SQLite: 32 hex characters)."""
+    from django.db import connection
+
+    value = uuid.uuid4()
+    return value if connection.features.has_native_uuid_field else value.hex
+
+
+def add_messages(conversations: list[Any], per_conversation: int, text: Text) -> None:
+    """Stored messages and their search documents, as the services would have left them."""
+    from django.db import transaction
+    from django.test.utils import override_settings
+
+    from conversations.models import Message
+
+    # DEBUG logs every statement, and for SQLite quotes every parameter of an executemany
+    # with extra queries: slower than the inserts, and not what is measured.
+    with override_settings(DEBUG=False), transaction.atomic():
+        for start in range(0, len(conversations), 500):
+            chunk = conversations[start : start + 500]
+            rows = [
+                {
+                    "conversation_id": conversation.pk,
+                    "public_id": uuid_value(),
+                    "role": Message.Role.USER if i % 2 == 0 else Message.Role.ASSISTANT,
+                    "content": text.sentence(),
+                }
+                for conversation in chunk
+                for i in range(per_conversation)
+            ]
+            ids = insert_rows(Message, rows)
+            index_for_search(chunk, ids, rows)
+
+
+def index_for_search(conversations: list[Any], ids: list[int], rows: list[dict[str, Any]]) -> None:
+    """Search documents as `services` writes them for each stored message and title."""
+    try:
+        from conversations.models import SearchDocument
+        from conversations.search import segment
+    except ImportError:
+        return  # no search in this version of the app
+    owners = {c.pk: c.owner_id for c in conversations}
+    documents = [
+        {
+            "owner_id": owners[row["conversation_id"]],
+            "conversation_id": row["conversation_id"],
+            "message_id": message_id,
+            "body": segment(row["content"]),
+        }
+        for message_id, row in zip(ids, rows, strict=True)
+    ]
+    documents += [
+        {
+            "owner_id": c.owner_id,
+            "conversation_id": c.pk,
+            "message_id": None,
+            "body": segment(c.title),
+        }
+        for c in conversations
+        if c.title
+    ]
+    insert_rows(SearchDocument, documents)
+
+
+# --- 4. History replay --------------------------------------------------------------------
+def history_replay() -> dict[str, Any]:
+    from conversations import services
+    from conversations.models import Conversation
+
+    text = Text(4)
+    user = environment.make_user("bench-replay")
+    out: dict[str, Any] = {}
+    for size in REPLAY_SIZES:
+        conversation = Conversation.objects.create(owner=user, title=f"replay {size}")
+        add_messages([conversation], size, text)
+        # As for a new reply: everything stored so far is history.
+        ms, queries = timed(lambda c=conversation: services.load_history(c.pk, 2**62))
+        sent = len(services.load_history(conversation.pk, 2**62))
+        out[str(size)] = {"ms": ms, "queries": queries, "messages_sent": sent}
+    return out
+
+
+# --- 5. Lists and search ------------------------------------------------------------------
+def owner_with(count: int, text: Text) -> Any:
+    from django.test.utils import override_settings
+
+    from conversations.models import Conversation
+
+    user = environment.make_user(f"bench-list-{count}")
+    with override_settings(DEBUG=False):
+        conversations = Conversation.objects.bulk_create(
+            [
+                Conversation(owner=user, title=" ".join(text.sentence().split()[:4]))
+                for _ in range(count)
+            ],
+            batch_size=1000,
+        )
+    add_messages(conversations, MESSAGES_PER_CONVERSATION, text)
+    return user
+
+
+def search_url() -> str | None:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("search")
+    except NoReverseMatch:
+        return None
+
+
+def measure_search(client: Any, url: str | None, word: str) -> dict[str, Any]:
+    if url is None:
+        return {"skipped": "no URL named `search` yet"}
+    probe = client.get(url, {"q": word})
+    if probe.status_code == 404:
+        return {"skipped": f"GET {url}?q= answers 404"}
+    ms, queries = timed(lambda: client.get(url, {"q": word}))
+    return {"url": url, "q": word, "status": probe.status_code, "ms": ms, "queries": queries}
+
+
+def match_share(owner: Any, word: str) -> float:
+    """The share of the owner's messages that contain `word` as a word."""
+    from conversations.models import Message
+
+    contents = Message.objects.filter(conversation__owner=owner).values_list("content", flat=True)
+    total = hits = 0
+    for content in contents.iterator(chunk_size=5000):
+        total += 1
+        hits += word in content.split()
+    return hits / total if total else 0.0
+
+
+def lists_and_search() -> dict[str, Any]:
+    from django.test import Client
+
+    text = Text(5)
+    out: dict[str, Any] = {}
+    for count in LIST_SIZES:
+        user = owner_with(count, text)
+        # The test client's default host is not in ALLOWED_HOSTS outside the test runner.
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.force_login(user)
+        status = client.get("/").status_code
+        ms, queries = timed(lambda c=client: c.get("/"))
+        url = search_url()
+        out[str(count)] = {
+            "conversations": count,
+            "messages": count * MESSAGES_PER_CONVERSATION,
+            "list": {"url": "/", "status": status, "ms": ms, "queries": queries},
+            "search_rare": measure_search(client, url, RARE_WORD),
+            "search_common": {
+                **measure_search(client, url, text.common_word),
+                "share_of_messages": match_share(user, text.common_word),
+            },
+        }
+    return out

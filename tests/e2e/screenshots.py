@@ -1,0 +1,247 @@
+"""Screenshots of every page: phone and desktop, light and dark, English and Chinese.
+
+    .venv/bin/python -m tests.e2e.screenshots [--out docs/screenshots] [--only chat,login]
+
+Runs the app like the browser tests do (a Daphne process, the fake gateway, Debian's
+Chromium) on a throwaway SQLite database in var/, filled with a few conversations.
+Files are named <page>-<phone|desktop>-<light|dark>-<en|zh>.png. Not collected by pytest
+(the name does not start with test_).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+DATABASE = ROOT / "var" / "screenshots.sqlite3"
+
+VIEWPORTS = {"phone": (390, 844), "desktop": (1280, 860)}
+SCHEMES = ("light", "dark")
+LANGUAGES = {"en": "en-US", "zh": "zh-CN"}
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DEBUG", "1")
+    os.environ["DATABASE_URL"] = f"sqlite:///{DATABASE}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are sync.
+    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def _fill_database(gateway_url: str) -> dict[str, Any]:
+    """Users and conversations that show every state of the pages."""
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from conversations import services
+    from conversations.models import ApiCredential, Conversation, Message
+
+    for suffix in ("", "-shm", "-wal"):
+        Path(f"{DATABASE}{suffix}").unlink(missing_ok=True)
+    DATABASE.parent.mkdir(exist_ok=True)
+    call_command("migrate", verbosity=0)
+
+    from django.contrib.auth import get_user_model
+
+    users = get_user_model().objects
+    mei = users.create_superuser("mei", password="pw-mei")
+    services.set_api_key(mei, key="sk-mei-screenshots", base_url=gateway_url, model="hy3-preview")
+    # First run: no key of her own, the offline demo answers.
+    users.create_user("lin", password="pw-lin")
+    # A revoked key: "no API key" (the demo is not a way around a revoked key).
+    kai = users.create_user("kai", password="pw-kai")
+    services.set_api_key(kai, key="sk-kai-revoked", base_url=gateway_url)
+    ApiCredential.objects.filter(user=kai).update(is_active=False)
+
+    now = timezone.now()
+
+    def conversation(title: str, age: timedelta, turns: list[dict[str, Any]]) -> Conversation:
+        conv = services.create_conversation(mei, title=title)
+        for turn in turns:
+            Message.objects.create(conversation=conv, model="hy3-preview", **turn)
+        Conversation.objects.filter(pk=conv.pk).update(updated_at=now - age)
+        return conv
+
+    older = [
+        ("数据库索引怎么设计", timedelta(days=40)),
+        ("Weekly report outline", timedelta(days=12)),
+        ("Regex for Chinese phone numbers", timedelta(days=5)),
+        ("杭州三日游行程", timedelta(days=3)),
+        ("Tea ceremony vocabulary", timedelta(days=1, hours=2)),
+    ]
+    for title, age in older:
+        conversation(
+            title,
+            age,
+            [
+                {"role": "user", "content": title},
+                {"role": "assistant", "content": "…"},
+            ],
+        )
+    error = conversation(
+        "Summarise the meeting notes",
+        timedelta(minutes=30),
+        [
+            {"role": "user", "content": "Summarise these meeting notes in three bullet points."},
+            {
+                "role": "assistant",
+                "status": Message.Status.ERROR,
+                "error_code": "overloaded",
+                "error_message": "The model is overloaded right now. Try again in a minute.",
+            },
+        ],
+    )
+    chat = conversation(
+        "Python 异步编程入门",
+        timedelta(minutes=2),
+        [
+            {
+                "role": "user",
+                "content": "How do I run two HTTP requests at the same time in Python?",
+            },
+            {
+                "role": "assistant",
+                "thinking": (
+                    "The person wants concurrency for I/O. asyncio with an async HTTP client "
+                    "is the simplest answer; mention gather and a timeout."
+                ),
+                "content": (
+                    "Use **asyncio** with an async HTTP client, and `asyncio.gather` to wait "
+                    "for both:\n\n"
+                    "```python\nimport asyncio\nimport httpx\n\n"
+                    "async def main():\n"
+                    "    async with httpx.AsyncClient(timeout=10) as client:\n"
+                    "        a, b = await asyncio.gather(\n"
+                    '            client.get("https://example.com/a"),\n'
+                    '            client.get("https://example.com/b"),\n'
+                    "        )\n"
+                    "    print(a.status_code, b.status_code)\n\n"
+                    "asyncio.run(main())\n```\n\n"
+                    "- Both requests are in flight at once.\n"
+                    "- `gather` returns the results in the order you passed them."
+                ),
+                "input_tokens": 412,
+                "output_tokens": 168,
+            },
+            {"role": "user", "content": "用中文再解释一下 gather 的作用。"},
+            {
+                "role": "assistant",
+                "content": (
+                    "`asyncio.gather` 会**同时**运行传入的多个协程，并等待它们全部完成，"
+                    "然后按传入的顺序返回结果。\n\n"
+                    "如果其中一个抛出异常，默认会把异常传给调用者；"
+                    "传入 `return_exceptions=True` 则会把异常作为结果返回。"
+                ),
+                "input_tokens": 620,
+                "output_tokens": 96,
+            },
+        ],
+    )
+    empty = services.create_conversation(mei)
+    kai_chat = services.create_conversation(kai)
+    return {
+        "users": {"mei": mei, "lin": users.get(username="lin"), "kai": kai},
+        "chat": chat,
+        "error": error,
+        "empty": empty,
+        "kai_chat": kai_chat,
+    }
+
+
+# (name, user, path, wait for the websocket). Paths may use the conversations from the data.
+def _pages(data: dict[str, Any]) -> list[tuple[str, str | None, str, bool]]:
+    return [
+        ("login", None, "/accounts/login/", False),
+        ("home", "mei", "/", False),
+        ("home-first-run", "lin", "/", False),
+        ("chat", "mei", f"/c/{data['chat'].public_id}/", True),
+        ("chat-error", "mei", f"/c/{data['error'].public_id}/", True),
+        ("chat-new", "mei", f"/c/{data['empty'].public_id}/", True),
+        ("chat-no-key", "kai", f"/c/{data['kai_chat'].public_id}/", True),
+        ("search", "mei", "/search/?q=gather", False),
+        ("settings", "mei", f"/c/{data['chat'].public_id}/settings/", False),
+        ("admin-credential", "mei", "/admin/conversations/apicredential/add/", False),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--only", default="", help="comma-separated page names")
+    args = parser.parse_args(argv)
+
+    _setup_django()
+    from django.conf import settings
+    from playwright.sync_api import expect, sync_playwright
+
+    from conversations.fakegateway import FakeGateway
+    from tests.conftest import session_cookie
+    from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
+    from tests.live import DaphneProcess
+
+    gateway = FakeGateway().start_in_thread()
+    server = DaphneProcess(CHAT_DEMO_GATEWAY_URL=gateway.base_url)
+    try:
+        data = _fill_database(gateway.base_url)
+        cookies = {
+            name: session_cookie(user).decode().split("=", 1)[1]
+            for name, user in data["users"].items()
+        }
+        server.start()
+        only = {name for name in args.only.split(",") if name}
+        args.out.mkdir(parents=True, exist_ok=True)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            for name, user, path, live in _pages(data):
+                if only and name not in only:
+                    continue
+                for size, (width, height) in VIEWPORTS.items():
+                    for scheme in SCHEMES:
+                        for language, locale in LANGUAGES.items():
+                            context = browser.new_context(
+                                viewport={"width": width, "height": height},
+                                color_scheme=scheme,
+                                locale=locale,
+                                reduced_motion="reduce",
+                            )
+                            if user is not None:
+                                context.add_cookies(
+                                    [
+                                        {
+                                            "name": settings.SESSION_COOKIE_NAME,
+                                            "value": cookies[user],
+                                            "url": server.http_url,
+                                        }
+                                    ]
+                                )
+                            page = context.new_page()
+                            page.goto(server.http_url + path)
+                            if live:
+                                expect(page.locator("#connection")).to_have_attribute(
+                                    "data-state", "online"
+                                )
+                            page.evaluate("document.fonts.ready")
+                            # A caret would blink into some shots and not others.
+                            page.evaluate("document.activeElement && document.activeElement.blur()")
+                            target = args.out / f"{name}-{size}-{scheme}-{language}.png"
+                            page.screenshot(path=str(target))
+                            print(target.relative_to(ROOT))
+                            context.close()
+            browser.close()
+    finally:
+        server.stop()
+        gateway.stop_thread()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""What the pages say on a first run and in their empty states, and the markup that screen
+readers rely on (the browser side is in tests/e2e/test_i18n_a11y.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from conversations import services
+from conversations.models import ApiCredential, Message
+
+pytestmark = pytest.mark.django_db
+
+
+def page(user: Any, url: str = "/", **headers: str) -> str:
+    client = Client(**headers)
+    client.force_login(user)
+    response = client.get(url)
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_an_empty_list_and_the_home_page_say_what_to_do(alice: Any, gateway: Any) -> None:
+    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    html = page(alice)
+    assert "No conversations yet. Press “New chat” to start one." in html
+    assert "Start a conversation" in html and "Ctrl+Shift+O" in html
+
+
+def test_a_new_chat_says_how_to_write_and_send(alice: Any, gateway: Any) -> None:
+    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    conversation = services.create_conversation(alice)
+    html = page(alice, f"/c/{conversation.public_id}/")
+    assert 'id="log-empty"' in html
+    assert "Enter sends, Shift+Enter starts a new line, Esc stops a reply." in html
+
+
+def test_the_offline_demo_banner_says_what_to_ask_the_administrator(
+    alice: Any, gateway: Any, settings: Any
+) -> None:
+    settings.CHAT_DEMO_GATEWAY_URL = gateway.base_url
+    html = page(alice)
+    assert 'id="demo-banner"' in html
+    assert "Offline demo." in html
+    assert "add an API credential for your username “alice”" in html
+    assert "(API credentials → Add)" in html and "CLOUDBASE_API_KEY" in html
+    assert 'id="no-key-banner"' not in html
+
+
+def test_without_any_key_the_banner_says_what_to_ask_the_administrator(
+    alice: Any, gateway: Any
+) -> None:
+    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    ApiCredential.objects.filter(user=alice).update(is_active=False)
+    html = page(alice)
+    assert 'id="no-key-banner"' in html
+    assert "your messages cannot be answered" in html
+    assert "username “alice”" in html and "(API credentials → Add)" in html
+    chinese = page(alice, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert "还没有 API 密钥" in chinese and "“alice”" in chinese
+
+
+def test_with_a_key_there_is_no_banner(alice: Any, gateway: Any) -> None:
+    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    html = page(alice)
+    assert 'id="demo-banner"' not in html and 'id="no-key-banner"' not in html
+
+
+def test_the_log_is_a_polite_live_region_and_a_streaming_reply_is_busy(alice: Any) -> None:
+    conversation = services.create_conversation(alice)
+    conversation.messages.create(role="user", content="Hi")
+    streaming = conversation.messages.create(
+        role="assistant", content="Hel", status=Message.Status.STREAMING
+    )
+    html = page(alice, f"/c/{conversation.public_id}/")
+    assert 'role="log" aria-live="polite"' in html
+    # Completed replies are announced in a status region of their own.
+    assert '<p class="visually-hidden" id="announcer" role="status"></p>' in html
+    assert f'data-message-id="{streaming.public_id}" aria-busy="true"' in html
+
+
+def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
+    conversation = services.create_conversation(alice)
+    conversation.messages.create(role="user", content="Hi")
+    conversation.messages.create(
+        role="assistant",
+        status=Message.Status.ERROR,
+        error_code="overloaded",
+        error_message="The model is overloaded right now. Try again in a minute.",
+    )
+    html = page(alice, f"/c/{conversation.public_id}/")
+    assert 'data-status="error"' in html and "aria-busy" not in html
+    assert '<p class="message__error" role="alert">' in html
+    assert "The model is overloaded right now." in html
+
+
+def test_the_login_page_says_who_to_ask_for_an_account(db: None) -> None:
+    html = Client().get("/accounts/login/").content.decode()
+    assert "Ask your administrator to create one for you." in html
