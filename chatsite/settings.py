@@ -127,7 +127,10 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "conversations.layers.LocalChannelLayer", "CONFIG": {"capacity": 1000}}
+        "default": {
+            "BACKEND": "conversations.layers.LocalChannelLayer",
+            "CONFIG": {"capacity": 1000},
+        }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -309,5 +312,7 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},
         "anthropic": {"level": "WARNING"},
+        # Axes narrates every sign-in at INFO; failures and lockouts are WARNINGs.
+        "axes": {"level": "WARNING"},
     },
 }

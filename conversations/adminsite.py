@@ -11,6 +11,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from conversations import usage
 
@@ -24,6 +25,8 @@ def can_view_usage(user: Any) -> bool:
 
 class ChatAdminSite(admin.AdminSite):
     index_template = "admin/chat_index.html"
+    site_header = gettext_lazy("Chat administration")
+    site_title = gettext_lazy("Chat admin")
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         return [path("usage/", self.admin_view(self.usage_view), name="usage"), *super().get_urls()]

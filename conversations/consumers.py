@@ -159,8 +159,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 )
             )
         elif budget.refused > budget.burst:
-            # Still flooding after the warning: a client that does not listen.
+            # Still flooding after the warning: a client that does not listen. Nothing more
+            # is read from it or relayed to it.
             self._closing = True
+            if self.group is not None:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
             await self.close(code=CLOSE_TOO_MANY_FRAMES)
 
     async def dispatch_frame(self, frame: protocol.ClientFrame) -> None:
@@ -183,7 +186,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # database thread (close_old_connections), which serialised every delta of every
         # socket behind the database work of the whole process.
         if message["type"] == "chat.frame":
-            await self.chat_frame(message)
+            if not self._closing:
+                await self.chat_frame(message)
             return
         await super().dispatch(message)
 

@@ -270,7 +270,8 @@ def chart(days: list[Day], *, width: int = 720, height: int = 260) -> Chart:
                 output_y=round(baseline - input_height - output_height, 2),
                 output_height=output_height,
                 center=round(left + index * slot + slot / 2, 2),
-                label=formats.date_format(day.day, "M j") if labelled else "",
+                # "November 25" in English, "11月25日" in Chinese.
+                label=formats.date_format(day.day, "MONTH_DAY_FORMAT") if labelled else "",
                 description=_(
                     "%(date)s: %(input)s input tokens, %(output)s output tokens, %(replies)s replies"
                 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.test import Client
@@ -19,6 +22,19 @@ from conversations import generation, services, upstream
 from conversations.fakegateway import FakeGateway
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_translations() -> None:
+    """Compile the .po files `make locale` would (only stale ones), so that a bare `pytest`
+    after editing a translation tests the edit. The .mo files are not in git."""
+    for po in django_settings.LOCALE_PATHS[0].glob("*/LC_MESSAGES/*.po"):
+        mo = po.with_suffix(".mo")
+        if mo.exists() and mo.stat().st_mtime >= po.stat().st_mtime:
+            continue
+        if shutil.which("msgfmt") is None:
+            pytest.fail(f"GNU gettext is missing (apt-get install gettext): cannot compile {po}")
+        subprocess.run(["msgfmt", "--check", "-o", str(mo), str(po)], check=True)
 
 
 @pytest.fixture(scope="session")

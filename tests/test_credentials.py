@@ -160,27 +160,36 @@ SECRET = "sk-never-stored-in-clear-5b8e1f"
 
 
 def database_text() -> bytes:
-    """Everything the database holds about credentials, as bytes on disk where possible."""
+    """Everything the database holds: on SQLite the bytes of its files (the write-ahead log
+    included), on PostgreSQL every text column of every table."""
     if connection.vendor == "sqlite":
         name = Path(connection.settings_dict["NAME"])
         files = [name, name.with_name(name.name + "-wal"), name.with_name(name.name + "-journal")]
         return b"".join(path.read_bytes() for path in files if path.exists())
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
-            "AND data_type IN ('text', 'character varying')",
-            ["conversations_apicredential"],
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() "
+            "AND data_type IN ('text', 'character varying', 'json', 'jsonb', 'tsvector')"
         )
-        columns = [row[0] for row in cursor.fetchall()]
-        cursor.execute(
-            "SELECT {} FROM conversations_apicredential".format(
-                ", ".join(connection.ops.quote_name(c) for c in columns)
+        columns: dict[str, list[str]] = {}
+        for table, column in cursor.fetchall():
+            columns.setdefault(table, []).append(column)
+        values: list[str] = []
+        for table, names in columns.items():
+            cursor.execute(
+                "SELECT {} FROM {}".format(
+                    ", ".join(f"{connection.ops.quote_name(c)}::text" for c in names),
+                    connection.ops.quote_name(table),
+                )
             )
-        )
-        return "\n".join(str(value) for row in cursor.fetchall() for value in row).encode()
+            values += [str(value) for row in cursor.fetchall() for value in row]
+        return "\n".join(values).encode()
 
 
-async def test_the_plaintext_key_is_in_no_frame_log_page_or_database_byte(alice, gateway, caplog):
+async def test_the_plaintext_key_is_in_no_frame_log_page_or_database_byte(
+    alice, gateway, caplog, admin_user
+):
     # Everything at DEBUG, the SDK and HTTP libraries included.
     for name in ("", "anthropic", "httpx", "httpx2", "httpcore", "conversations", "django"):
         caplog.set_level(logging.DEBUG, logger=name)
@@ -200,19 +209,53 @@ async def test_the_plaintext_key_is_in_no_frame_log_page_or_database_byte(alice,
     assert SECRET not in caplog.text  # messages, arguments and tracebacks, formatted
     assert all(SECRET not in record.getMessage() for record in caplog.records)
 
-    def pages() -> str:
+    def pages() -> list[tuple[str, int, str]]:
+        """Every page the user and an administrator can open about this key's owner."""
+        c = conversation.public_id
         client = Client()
         client.force_login(alice)
-        urls = [
-            "/",
-            f"/c/{conversation.public_id}/",
-            f"/c/{conversation.public_id}/messages/",
-            f"/c/{conversation.public_id}/export.md",
-            f"/c/{conversation.public_id}/export.json",
+        admin = Client()
+        admin.force_login(admin_user)
+        urls = {
+            client: [
+                "/",
+                "/conversations/",
+                "/search/?q=hello",
+                f"/c/{c}/",
+                f"/c/{c}/messages/",
+                f"/c/{c}/settings/",
+                f"/c/{c}/delete/",
+                f"/c/{c}/export.md",
+                f"/c/{c}/export.json",
+            ],
+            admin: [
+                "/admin/",
+                "/admin/usage/",
+                f"/admin/usage/?user={alice.pk}",
+                "/admin/conversations/apicredential/",
+                "/admin/conversations/apicredential/?q=sk",
+                f"/admin/conversations/apicredential/{credential.pk}/change/",
+                f"/admin/conversations/apicredential/{credential.pk}/delete/",
+                f"/admin/conversations/apicredential/{credential.pk}/history/",
+                "/admin/conversations/conversation/",
+                f"/admin/conversations/conversation/{conversation.pk}/change/",
+                "/admin/conversations/message/",
+                "/admin/auth/user/",
+                f"/admin/auth/user/{alice.pk}/change/",
+            ],
+        }
+        return [
+            (url, response.status_code, response.content.decode())
+            for who, paths in urls.items()
+            for url in paths
+            for response in [who.get(url)]
         ]
-        return "\n".join(client.get(url).content.decode() for url in urls)
 
-    assert SECRET not in await db(pages)()
+    seen = await db(pages)()
+    assert [(url, status) for url, status, _ in seen if status != 200] == []
+    assert [url for url, _, body in seen if SECRET in body] == []
+    # The mask is there, so the pages were the right ones.
+    assert credential.key_hint and any(credential.key_hint in body for _, _, body in seen)
 
     on_disk = await db(database_text)()
     stored_row = await ApiCredential.objects.aget(pk=credential.pk)

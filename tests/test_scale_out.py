@@ -66,7 +66,9 @@ async def setup_chat(user, gateway):
     return conversation, cookie
 
 
-async def test_a_tab_on_b_receives_every_delta_of_a_reply_running_on_a(alice, gateway, two_processes):
+async def test_a_tab_on_b_receives_every_delta_of_a_reply_running_on_a(
+    alice, gateway, two_processes
+):
     a, b = two_processes
     conversation, cookie = await setup_chat(alice, gateway)
     gateway.enqueue(Script(words=300, token_delay=0.003))

@@ -55,6 +55,7 @@ function bindSidebarToggle() {
   const toggle = document.getElementById("sidebar-toggle");
   if (!sidebar || !toggle) return;
   sidebar.dataset.collapsible = "";
+  toggle.setAttribute("aria-expanded", String(sidebar.hasAttribute("data-open")));
   toggle.hidden = false;
   toggle.addEventListener("click", () => {
     const open = toggle.getAttribute("aria-expanded") !== "true";

@@ -47,6 +47,15 @@ def _fresh_async_state() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _stable_content_types(django_db_serialized_rollback: None) -> None:
+    """Restore content types and permissions with their original ids after each test.
+
+    A plain flush recreates them with new ids, but the live server (another process)
+    caches the old ones, and the admin's log entries then break a foreign key.
+    """
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The session's Playwright keeps an event loop running in the main thread until the
     # end: every async test must run before the first browser test starts it.
@@ -109,8 +118,14 @@ def _context(
     context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
     console = Console()
 
+    def on_console(message: Any) -> None:
+        console.lines.append(f"[{message.type}] {message.text}")
+        # Whatever the Content-Security-Policy blocks is a bug of the page: fail on it too.
+        if "Content Security Policy" in message.text:
+            console.errors.append(message.text)
+
     def watch(page: Page) -> None:
-        page.on("console", lambda m: console.lines.append(f"[{m.type}] {m.text}"))
+        page.on("console", on_console)
         page.on("pageerror", lambda e: console.errors.append(str(e)))
 
     context.on("page", watch)

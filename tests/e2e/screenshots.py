@@ -43,7 +43,8 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
     from django.utils import timezone
 
     from conversations import services
-    from conversations.models import ApiCredential, Conversation, Message
+    from conversations.models import ApiCredential, Conversation, Message, SearchDocument
+    from conversations.search import segment
 
     for suffix in ("", "-shm", "-wal"):
         Path(f"{DATABASE}{suffix}").unlink(missing_ok=True)
@@ -66,8 +67,16 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
 
     def conversation(title: str, age: timedelta, turns: list[dict[str, Any]]) -> Conversation:
         conv = services.create_conversation(mei, title=title)
+        # Stored directly (no gateway round trip), so indexed here for the search page.
+        SearchDocument.objects.update_or_create(
+            conversation=conv, message=None, defaults={"owner": mei, "body": segment(title)}
+        )
         for turn in turns:
-            Message.objects.create(conversation=conv, model="hy3-preview", **turn)
+            message = Message.objects.create(conversation=conv, model="hy3-preview", **turn)
+            if message.content:
+                SearchDocument.objects.create(
+                    owner=mei, conversation=conv, message=message, body=segment(message.content)
+                )
         Conversation.objects.filter(pk=conv.pk).update(updated_at=now - age)
         return conv
 
@@ -169,7 +178,9 @@ def _pages(data: dict[str, Any]) -> list[tuple[str, str | None, str, bool]]:
         ("chat-no-key", "kai", f"/c/{data['kai_chat'].public_id}/", True),
         ("search", "mei", "/search/?q=gather", False),
         ("settings", "mei", f"/c/{data['chat'].public_id}/settings/", False),
+        ("delete", "mei", f"/c/{data['error'].public_id}/delete/", False),
         ("admin-credential", "mei", "/admin/conversations/apicredential/add/", False),
+        ("admin-usage", "mei", "/admin/usage/", False),
     ]
 
 
