@@ -30,6 +30,9 @@ TERM = re.compile(f"[{CJK}]+|[^\\W_{CJK}]+", re.UNICODE)
 MAX_QUERY_CHARS = 200
 MAX_TERMS = 12
 MAX_CONVERSATIONS = 50
+# Matches ranked per search: the newest ones. Older matches of a very common word are
+# found by a more specific query.
+CANDIDATES = 2000
 
 
 def _bigrams(run: str) -> str:
@@ -100,27 +103,33 @@ def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None
         else:
             prefix = "*" if index == len(found) - 1 else ""
             parts.append(f'"{term}"{prefix}')
-    # Only the text: the index may hold other columns (the owner) that a term must not match.
-    match = "{body} : (" + " AND ".join(parts) + ")"
-    # The best document of each conversation, so a long conversation with many matches
-    # cannot push every other conversation past the limit.
+    # Terms match only the text; the owner is matched inside the index too, so FTS5
+    # intersects posting lists instead of scoring every user's matches.
+    match = f'{{owner_id}} : "{int(user_id)}" AND {{body}} : (' + " AND ".join(parts) + ")"
+    # Rank only the newest CANDIDATES matches (FTS5 walks rowids in order, so a common word
+    # costs no more than a rare one), then keep the best document of each conversation, so
+    # one long conversation cannot push every other past the limit.
     with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT conversation_id, message_id FROM (
-                SELECT d.conversation_id, d.message_id, f.rank AS score,
+                SELECT d.conversation_id, d.message_id, c.score,
                     ROW_NUMBER() OVER (
-                        PARTITION BY d.conversation_id ORDER BY f.rank, d.id DESC
+                        PARTITION BY d.conversation_id ORDER BY c.score, d.id DESC
                     ) AS n
-                FROM conversations_searchdocument_fts f
-                JOIN conversations_searchdocument d ON d.id = f.rowid
-                WHERE conversations_searchdocument_fts MATCH %s AND d.owner_id = %s
+                FROM (
+                    SELECT rowid AS id, rank AS score FROM conversations_searchdocument_fts
+                    WHERE conversations_searchdocument_fts MATCH %s
+                    ORDER BY rowid DESC LIMIT %s
+                ) AS c
+                JOIN conversations_searchdocument d ON d.id = c.id
+                WHERE d.owner_id = %s
             )
             WHERE n = 1
             ORDER BY score
             LIMIT %s
             """,
-            [match, user_id, MAX_CONVERSATIONS],
+            [match, CANDIDATES, user_id, MAX_CONVERSATIONS],
         )
         return list(cursor.fetchall())
 
