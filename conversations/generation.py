@@ -263,22 +263,25 @@ class Registry:
             await asyncio.gather(generation.task, return_exceptions=True)
         await asyncio.gather(*self._saving, *self._extras, return_exceptions=True)
 
-    async def shutdown(self) -> None:
-        """Cancel every generation (saved as interrupted), the ticker and the listener."""
-        tasks = [g.task for g in self._running.values() if g.task is not None]
-        for task in tasks:
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every generation (saved as interrupted), the ticker and the listener.
+
+        Bounded: a task stuck in a network call (a Redis receive) must not hang shutdown.
+        """
+        replies = [g.task for g in self._running.values() if g.task is not None]
+        for task in replies:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.gather(*self._saving, return_exceptions=True)
-        for task in list(self._extras):
-            task.cancel()
-        await asyncio.gather(*self._extras, return_exceptions=True)
+        await _settle(replies, timeout)
+        await _settle(list(self._saving), timeout)
+        background = list(self._extras)
         for name in ("_ticker", "_listener"):
             task = getattr(self, name)
             if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                background.append(task)
                 setattr(self, name, None)
+        for task in background:
+            task.cancel()
+        await _settle(background, timeout)
         self._channel = None
 
     # --- across processes ----------------------------------------------------------------
@@ -381,6 +384,15 @@ class Registry:
     def local_snapshot(self, conversation_public_id: UUID) -> dict[str, Any] | None:
         generation = self._running.get(conversation_public_id)
         return generation.snapshot() if generation is not None else None
+
+
+async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        if pending:
+            logger.warning(
+                "%d task(s) did not end within %.0f s of shutdown", len(pending), timeout
+            )
 
 
 def control_group(conversation_public_id: UUID) -> str:

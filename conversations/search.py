@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from html import escape
+from uuid import UUID
 
 from django.db import connection
 from django.utils.safestring import SafeString, mark_safe
 
-from conversations.models import Conversation, Message
+from conversations.models import Conversation
 
 CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 CJK_RUN = re.compile(f"[{CJK}]+")
@@ -58,6 +59,10 @@ def terms(query: str) -> list[str]:
     return TERM.findall(query[:MAX_QUERY_CHARS])[:MAX_TERMS]
 
 
+# conversation id, message id (None: the title matched), message public id, message text
+Row = tuple[int, int | None, str | None, str | None]
+
+
 @dataclass(frozen=True)
 class Hit:
     conversation: Conversation
@@ -74,26 +79,24 @@ def search(user_id: int, query: str) -> list[Hit]:
         if connection.vendor == "sqlite"
         else _search_postgres(user_id, found)
     )
-    # The best hit of each conversation, in rank order (the query keeps one per conversation).
-    best: dict[int, int | None] = {}
-    for conversation_id, message_id in ranked:
-        best.setdefault(conversation_id, message_id)
+    # The best hit of each conversation, in rank order (the query keeps one per conversation
+    # and brings the matched message's text along: two queries whatever the hits are).
+    best: dict[int, tuple[str | None, str | None]] = {}
+    for conversation_id, _message_id, message_public_id, content in ranked:
+        best.setdefault(conversation_id, (message_public_id, content))
     conversations = Conversation.objects.in_bulk(list(best))
-    messages = Message.objects.in_bulk([m for m in best.values() if m is not None])
     hits = []
-    for conversation_id, message_id in best.items():
+    for conversation_id, (message_public_id, content) in best.items():
         conversation = conversations.get(conversation_id)
         if conversation is None:
             continue
-        message = messages.get(message_id) if message_id else None
-        source = message.content if message is not None else conversation.display_title
-        hits.append(
-            Hit(conversation, highlight(source, found), str(message.public_id) if message else None)
-        )
+        source = content if content is not None else conversation.display_title
+        message_id = str(UUID(str(message_public_id))) if message_public_id else None
+        hits.append(Hit(conversation, highlight(source, found), message_id))
     return hits
 
 
-def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None]]:
+def _search_sqlite(user_id: int, found: list[str]) -> list[Row]:
     # Each term is a quoted FTS5 string (a CJK term: the phrase of its bigrams; the last
     # Latin term also matches as a prefix, for search-as-you-type).
     parts = []
@@ -112,7 +115,7 @@ def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None
     with connection.cursor() as cursor:
         cursor.execute(
             """
-            SELECT conversation_id, message_id FROM (
+            SELECT r.conversation_id, r.message_id, m.public_id, m.content FROM (
                 SELECT d.conversation_id, d.message_id, c.score,
                     ROW_NUMBER() OVER (
                         PARTITION BY d.conversation_id ORDER BY c.score, d.id DESC
@@ -124,9 +127,10 @@ def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None
                 ) AS c
                 JOIN conversations_searchdocument d ON d.id = c.id
                 WHERE d.owner_id = %s
-            )
-            WHERE n = 1
-            ORDER BY score
+            ) AS r
+            LEFT JOIN conversations_message m ON m.id = r.message_id
+            WHERE r.n = 1
+            ORDER BY r.score
             LIMIT %s
             """,
             [match, CANDIDATES, user_id, MAX_CONVERSATIONS],
@@ -134,7 +138,7 @@ def _search_sqlite(user_id: int, found: list[str]) -> list[tuple[int, int | None
         return list(cursor.fetchall())
 
 
-def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | None]]:
+def _search_postgres(user_id: int, found: list[str]) -> list[Row]:
     clauses = []
     params: list[object] = []
     for index, term in enumerate(found):
@@ -156,7 +160,7 @@ def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | No
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT conversation_id, message_id FROM (
+            SELECT ranked.conversation_id, ranked.message_id, m.public_id, m.content FROM (
                 SELECT conversation_id, message_id, id, ts_rank(vector, q.query) AS score,
                     ROW_NUMBER() OVER (
                         PARTITION BY conversation_id
@@ -165,8 +169,9 @@ def _search_postgres(user_id: int, found: list[str]) -> list[tuple[int, int | No
                 FROM conversations_searchdocument, ({"SELECT " + tsquery}) AS q(query)
                 WHERE owner_id = %s AND vector @@ q.query
             ) AS ranked
-            WHERE n = 1
-            ORDER BY score DESC, id DESC
+            LEFT JOIN conversations_message m ON m.id = ranked.message_id
+            WHERE ranked.n = 1
+            ORDER BY ranked.score DESC, ranked.id DESC
             LIMIT %s
             """,
             [*params, user_id, MAX_CONVERSATIONS],

@@ -55,7 +55,9 @@ async def settled(conversation: Any) -> list[Any]:
 
 async def test_a_flood_is_refused_once_then_the_socket_is_closed_with_4429(alice, gateway):
     await db(give_key)(alice, gateway, "sk-flood")
-    gateway.enqueue(Script(words=60, token_delay=0.02))
+    # Long enough that the reply still runs while the whole flood is read, even on a busy
+    # machine: every `send` let through is refused as generation_running.
+    gateway.enqueue(Script(words=60, token_delay=0.1))
     conversation = await new_conversation(alice)
     socket = await open_socket(alice, conversation.public_id)
     await receive(socket)
