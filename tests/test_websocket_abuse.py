@@ -92,7 +92,9 @@ async def test_a_flood_is_refused_once_then_the_socket_is_closed_with_4429(alice
 @override_settings(CHAT_WS_FRAMES_PER_SECOND=100_000, CHAT_WS_FRAME_BURST=100_000)
 async def test_hundreds_of_sends_at_once_start_one_reply_and_write_nothing_else(alice, gateway):
     await db(give_key)(alice, gateway, "sk-many")
-    gateway.enqueue(Script(words=100, token_delay=0.05))
+    # Far longer than reading 300 frames takes on a slow database: the test ends it with
+    # `stop`, after the last `send`.
+    gateway.enqueue(Script(words=100, token_delay=0.5))
     conversation = await new_conversation(alice)
     socket = await open_socket(alice, conversation.public_id)
     await receive(socket)
