@@ -22,7 +22,10 @@ from django.db.backends.signals import connection_created
 
 from chatsite.asgi import application as app
 
-WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([\w.]+)"?', re.IGNORECASE)
+# `INSERT OR IGNORE INTO` is how SQLite spells bulk_create(ignore_conflicts=True).
+WRITE = re.compile(
+    r'^\s*(INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM)\s+"?([\w.]+)"?', re.IGNORECASE
+)
 _counts: Counter[str] = Counter()
 _lock = threading.Lock()
 
