@@ -226,12 +226,6 @@ class Registry:
         task.add_done_callback(tasks.discard)
         return task
 
-    def __len__(self) -> int:
-        return len(self._running)
-
-    def get(self, conversation_public_id: UUID) -> Generation | None:
-        return self._running.get(conversation_public_id)
-
     def launch(self, plan: TurnPlan) -> Generation:
         generation = Generation(plan)
         key = plan.conversation_public_id

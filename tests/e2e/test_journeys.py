@@ -27,6 +27,15 @@ def new_chat(page: Page) -> None:
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
 
 
+def open_new_chat(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
+    """Signed in as `user` (by cookie), on a fresh conversation, connected."""
+    sign_in_with_cookie(context, server, user)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    new_chat(page)
+    return page
+
+
 def send(page: Page, text: str) -> None:
     page.get_by_role("textbox", name="Message").fill(text)
     page.get_by_role("button", name="Send").click()
@@ -83,10 +92,7 @@ def test_stop_mid_reply_then_send_again(
     gateway: FakeGateway,
 ) -> None:
     context, _ = browser_context
-    sign_in_with_cookie(context, server, chatter)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    new_chat(page)
+    page = open_new_chat(context, server, chatter)
     gateway.enqueue(Script(words=2000, token_delay=0.01))
     send(page, "Write something long")
     expect(last_reply(page)).to_contain_text("w20")
@@ -110,10 +116,7 @@ def test_an_upstream_error_is_explained_and_a_retry_works(
     gateway: FakeGateway,
 ) -> None:
     context, _ = browser_context
-    sign_in_with_cookie(context, server, chatter)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    new_chat(page)
+    page = open_new_chat(context, server, chatter)
     gateway.enqueue(*[Script(status=529)] * 3)
     send(page, "Are you there?")
     reply = last_reply(page)
@@ -134,10 +137,7 @@ def test_search_open_rename_export_and_delete(
     gateway: FakeGateway,
 ) -> None:
     context, _ = browser_context
-    sign_in_with_cookie(context, server, chatter)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    new_chat(page)
+    page = open_new_chat(context, server, chatter)
     gateway.enqueue(Script(text="The zephyrine glacier melts slowly."))
     send(page, "Tell me about ice")
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
@@ -223,10 +223,7 @@ def test_close_the_page_mid_reply_and_find_the_whole_reply_later(
     gateway: FakeGateway,
 ) -> None:
     context, _ = browser_context
-    sign_in_with_cookie(context, server, chatter)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    new_chat(page)
+    page = open_new_chat(context, server, chatter)
     url = page.url
     gateway.enqueue(Script(words=150, token_delay=0.01))
     send(page, "Keep going without me")
