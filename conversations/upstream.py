@@ -105,7 +105,9 @@ class UpstreamError(Exception):
 
 
 # --- Clients ------------------------------------------------------------------------------
-_clients: dict[str, tuple[str, anthropic.AsyncAnthropic]] = {}
+# identity -> (fingerprint, event loop, client). A client's connection pool belongs to the
+# loop that opened it; a client is never handed to another loop (tests run one per test).
+_clients: dict[str, tuple[str, asyncio.AbstractEventLoop | None, anthropic.AsyncAnthropic]] = {}
 
 
 def _timeout() -> httpx2.Timeout:
@@ -120,9 +122,10 @@ def _timeout() -> httpx2.Timeout:
 
 def client_for(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
     """The cached client of this credential; a changed key or URL gets a fresh one."""
+    loop = _running_loop()
     cached = _clients.get(credential.identity)
-    if cached is not None and cached[0] == credential.fingerprint:
-        return cached[1]
+    if cached is not None and cached[0] == credential.fingerprint and cached[1] is loop:
+        return cached[2]
     # Explicit credential only: the SDK then never consults ANTHROPIC_* variables or profiles.
     auth: dict[str, Any] = {"auth_token": credential.key}
     if credential.scheme == "x-api-key":
@@ -139,10 +142,17 @@ def client_for(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
         max_retries=0,
         **auth,
     )
-    _clients[credential.identity] = (credential.fingerprint, client)
-    if cached is not None:
-        _close_later(cached[1])
+    _clients[credential.identity] = (credential.fingerprint, loop, client)
+    if cached is not None and cached[1] is loop:
+        _close_later(cached[2])
     return client
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _close_later(client: anthropic.AsyncAnthropic) -> None:
@@ -161,7 +171,8 @@ def forget_clients() -> None:
 
 async def close_clients() -> None:
     """Close every cached client and its connections (shutdown; the end of a test)."""
-    clients = [client for _, client in _clients.values()]
+    loop = asyncio.get_running_loop()
+    clients = [client for _, owner, client in _clients.values() if owner is loop]
     _clients.clear()
     for client in clients:
         await client.close()

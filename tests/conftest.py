@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -64,12 +64,19 @@ def _chat_settings(settings: Any) -> None:
 
 @pytest.fixture(autouse=True)
 async def _fresh_async_state() -> AsyncIterator[None]:
-    # Every test has its own event loop: start from an empty channel layer and registry.
-    await get_channel_layer().flush()
+    # Every test has its own event loop, so it gets its own channel layer instance too.
+    # channels-redis keeps per-instance asyncio state (receive locks, backup-queue cleaners
+    # of its one process-local channel); a cleaner still pending when a test's loop closed
+    # would leave a lock held that the next test's consumers wait on, then one bound to a
+    # dead loop. An instance per test shares nothing with the last one.
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    layer = get_channel_layer()
+    await layer.flush()
     yield
     await generation.registry.shutdown()
     await upstream.close_clients()
-    await get_channel_layer().flush()
+    await layer.flush()
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
 
 
 def make_user(username: str, **extra: Any) -> Any:
