@@ -165,7 +165,9 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ["__str__", "owner", "model", "updated_at"]
     list_filter = ["updated_at"]
     search_fields = ["title", "owner__username"]
-    readonly_fields = ["public_id", "created_at", "updated_at"]
+    # Titles are the owner's (renamed in the app, which keeps the search index in step);
+    # the admin sees them and may change a conversation's model settings.
+    readonly_fields = ["public_id", "owner", "title", "title_is_custom", "created_at", "updated_at"]
     inlines = [MessageInline]
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import translation
@@ -182,14 +183,18 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await generation.edit(self.user, self.conversation, frame.message_id, frame.content)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # A relayed frame touches no database: skip Channels' per-handler hop to the
-        # database thread (close_old_connections), which serialised every delta of every
-        # socket behind the database work of the whole process.
-        if message["type"] == "chat.frame":
-            if not self._closing:
-                await self.chat_frame(message)
+        # Channels (4.2+) makes a round trip to the database thread before every handler to
+        # close stale connections. Here it is never needed: this consumer reaches the
+        # database only through `database_sync_to_async` (`db`, `services.call`), which
+        # closes them around each call in that thread anyway. Skipping it keeps relayed
+        # deltas (which touch no database) and received frames from queueing behind the
+        # database work of the whole process.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        if message["type"] == "chat.frame" and self._closing:
             return
-        await super().dispatch(message)
+        await handler(message)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if self._held is not None:

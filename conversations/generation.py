@@ -108,7 +108,9 @@ class Generation:
         input_tokens: int | None = None
         output_tokens: int | None = None
         try:
-            history = await db(services.load_history)(plan.conversation_id, plan.message_id)
+            history = plan.history
+            if history is None:
+                history = await db(services.load_history)(plan.conversation_id, plan.message_id)
             request = upstream.TurnRequest(
                 model=plan.model,
                 messages=history,

@@ -177,7 +177,16 @@ def _index_new_messages(owner_id: int, messages: list[Message]) -> None:
         SearchDocument.objects.bulk_create(documents, ignore_conflicts=True)
 
 
-def _index_title(conversation: Conversation) -> None:
+def _index_title(conversation: Conversation, *, new: bool = False) -> None:
+    if new:
+        # A conversation's first title: it has no title entry yet, so a plain INSERT.
+        SearchDocument.objects.create(
+            owner_id=conversation.owner_id,
+            conversation=conversation,
+            message=None,
+            body=segment(conversation.title),
+        )
+        return
     SearchDocument.objects.update_or_create(
         conversation=conversation,
         message=None,
@@ -202,6 +211,9 @@ class TurnPlan:
     max_tokens: int
     # The first exchange of a conversation without a chosen title: name it afterwards.
     name_after: bool = False
+    # The Messages API `messages` for this reply, read in the transaction that stored the
+    # turn (one trip to the database thread less before the first token). None: load it.
+    history: list[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -229,9 +241,16 @@ def validate_content(content: Any) -> str:
 def _credential_or_error(user: AbstractBaseUser) -> GatewayCredential:
     """The credential of the user's next turn, once the turn is within the limits.
 
-    Every turn action calls this before it writes anything: a refused turn stores nothing
-    and never reaches the gateway.
+    A turn action calls this (or `_credential` and then `_within_limits` in the same
+    transaction) before its writes commit: a refused turn stores nothing and never reaches
+    the gateway.
     """
+    credential = _credential(user)
+    _within_limits(user, credential)
+    return credential
+
+
+def _credential(user: AbstractBaseUser) -> GatewayCredential:
     try:
         credential = credentials.resolve(user)
     except crypto.DecryptionError:
@@ -249,11 +268,14 @@ def _credential_or_error(user: AbstractBaseUser) -> GatewayCredential:
             "no_api_key",
             _("You have no API key for the gateway yet. Ask your administrator to give you one."),
         )
+    return credential
+
+
+def _within_limits(user: AbstractBaseUser, credential: GatewayCredential) -> None:
     try:
         limits.check_turn(user, credential)
     except limits.LimitExceeded as exc:
         raise ServiceError(exc.code, exc.message) from None
-    return credential
 
 
 def _plan(
@@ -275,31 +297,54 @@ def _plan(
         temperature=conversation.temperature,
         top_p=conversation.top_p,
         max_tokens=conversation.max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS,
+        history=load_history(conversation.pk, reply.pk),
     )
 
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def _new_reply(conversation: Conversation, credential: GatewayCredential) -> Message:
-    """The assistant placeholder. The partial unique index refuses a second one."""
+class _Resent(Exception):
+    """The question's client_id is already stored: a resend, not a new turn."""
+
+
+def _insert_turn(
+    conversation: Conversation, credential: GatewayCredential, question: Message | None = None
+) -> Message:
+    """Store the question (if any) and the assistant placeholder with one INSERT.
+
+    The partial unique index refuses a second streaming placeholder, and the client_id
+    index a question stored before: the database, not a prior SELECT, decides both.
+    """
     now = timezone.now()
     if credential.credential_id is not None and (
         credential.last_used_at is None or now - credential.last_used_at > LAST_USED_RESOLUTION
     ):
         # To the minute is enough, and spares a write on most turns.
         ApiCredential.objects.filter(pk=credential.credential_id).update(last_used_at=now)
+    reply = Message(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model=conversation.model or credential.default_model,
+        lease_expires_at=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
+    )
+    rows = [reply] if question is None else [question, reply]
     for attempt in (1, 2):
         try:
             with transaction.atomic():
-                return Message.objects.create(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    status=Message.Status.STREAMING,
-                    model=conversation.model or credential.default_model,
-                    lease_expires_at=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
-                )
+                # One multi-row INSERT; ids follow the list, so the question comes first.
+                Message.objects.bulk_create(rows)
+            return reply
         except IntegrityError:
+            if (
+                question is not None
+                and question.client_id
+                and conversation.messages.filter(
+                    client_id=question.client_id, role=Message.Role.USER
+                ).exists()
+            ):
+                raise _Resent from None
             # Another reply streams, or a dead process left one: reap only then, so the
             # common path costs no extra query; if it was alive, refuse.
             if attempt == 2 or not reap_stale_replies(conversation_id=conversation.pk):
@@ -313,40 +358,41 @@ def _new_reply(conversation: Conversation, credential: GatewayCredential) -> Mes
 def start_turn(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
-    """Store the user's message and the assistant placeholder in one transaction."""
+    """Store the user's message and the assistant placeholder in one transaction.
+
+    A resend of a stored `client_id` answers with the stored message and starts nothing.
+    The limits are checked after the INSERT, inside the transaction: a resend is not
+    counted as a turn, and a refused turn rolls back and stores nothing.
+    """
     content = validate_content(content)
-    if client_id:
-        existing = conversation.messages.filter(client_id=client_id, role=Message.Role.USER).first()
-        if existing is not None:
-            return TurnStart(existing, None, None)
-    credential = _credential_or_error(user)
-    with transaction.atomic():
-        # The row as it is now: the caller's copy may predate a rename or new settings.
-        conversation = _current(conversation)
-        try:
-            with transaction.atomic():
-                question = Message.objects.create(
-                    conversation=conversation,
-                    role=Message.Role.USER,
-                    content=content,
-                    client_id=client_id,
-                )
-        except IntegrityError:
-            # Same client_id stored by a racing resend: answer like the earlier check.
-            existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
-            return TurnStart(existing, None, None)
-        reply = _new_reply(conversation, credential)
-        changes: dict[str, Any] = {"updated_at": timezone.now()}
-        name_after = not conversation.title_is_custom and not conversation.title
-        if not conversation.title:
-            # Until a better title is chosen, the question's first words name the chat.
-            changes["title"] = conversation.title = fallback_title(content)
-            _index_title(conversation)
-            broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
-        Conversation.objects.filter(pk=conversation.pk).update(**changes)
-        broadcast_on_commit(conversation.public_id, frames.message(question))
-        broadcast_on_commit(conversation.public_id, frames.message(reply))
-    return TurnStart(question, reply, _plan(conversation, reply, credential, name_after=name_after))
+    credential = _credential(user)
+    try:
+        with transaction.atomic():
+            # The row as it is now: the caller's copy may predate a rename or new settings.
+            conversation = _current(conversation)
+            question = Message(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=content,
+                client_id=client_id,
+            )
+            reply = _insert_turn(conversation, credential, question)
+            _within_limits(user, credential)
+            changes: dict[str, Any] = {"updated_at": timezone.now()}
+            name_after = not conversation.title_is_custom and not conversation.title
+            if not conversation.title:
+                # Until a better title is chosen, the question's first words name the chat.
+                changes["title"] = conversation.title = fallback_title(content)
+                _index_title(conversation, new=True)
+                broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
+            Conversation.objects.filter(pk=conversation.pk).update(**changes)
+            broadcast_on_commit(conversation.public_id, frames.message(question))
+            broadcast_on_commit(conversation.public_id, frames.message(reply))
+            plan = _plan(conversation, reply, credential, name_after=name_after)
+    except _Resent:
+        existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
+        return TurnStart(existing, None, None)
+    return TurnStart(question, reply, plan)
 
 
 def _current(conversation: Conversation) -> Conversation:
@@ -388,7 +434,7 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
             question = last
         if question is None or question.role != Message.Role.USER:
             raise ServiceError("nothing_to_regenerate", _("There is no question to answer again."))
-        reply = _new_reply(conversation, credential)
+        reply = _insert_turn(conversation, credential)
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
         if last.role == Message.Role.ASSISTANT:
             broadcast_on_commit(conversation.public_id, frames.superseded([last.public_id]))
@@ -422,10 +468,8 @@ def edit_and_resend(
             )
         superseded = list(later.values_list("public_id", flat=True))
         later.update(superseded_at=timezone.now())
-        question = Message.objects.create(
-            conversation=conversation, role=Message.Role.USER, content=content
-        )
-        reply = _new_reply(conversation, credential)
+        question = Message(conversation=conversation, role=Message.Role.USER, content=content)
+        reply = _insert_turn(conversation, credential, question)
         Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
         broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
         broadcast_on_commit(conversation.public_id, frames.message(question))
