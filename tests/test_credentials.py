@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,14 @@ def database_text() -> bytes:
     if connection.vendor == "sqlite":
         name = Path(connection.settings_dict["NAME"])
         files = [name, name.with_name(name.name + "-wal"), name.with_name(name.name + "-journal")]
-        return b"".join(path.read_bytes() for path in files if path.exists())
+        # Read by another process: closing a descriptor of the database file in this one
+        # would drop every POSIX lock its open SQLite connections hold on it (they are
+        # per process), and another process could then delete the WAL under them.
+        return subprocess.run(
+            ["cat", *[str(path) for path in files if path.exists()]],
+            capture_output=True,
+            check=True,
+        ).stdout
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT table_name, column_name FROM information_schema.columns "
