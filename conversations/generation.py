@@ -29,6 +29,9 @@ from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, 
 
 logger = logging.getLogger(__name__)
 
+# Title requests in flight per process; the rest wait their turn (see `_name_conversation`).
+TITLES_AT_ONCE = 4
+
 # The single door to the database from async code: Channels' wrapper closes stale
 # connections around each call.
 db = database_sync_to_async
@@ -199,7 +202,10 @@ class Generation:
             model=self.plan.model, messages=[{"role": "user", "content": prompt}], max_tokens=30
         )
         try:
-            title = await upstream.complete_text(self.plan.credential, request)
+            # A few at a time: when many first replies end together, their titles queue
+            # instead of taking the event loop from the replies still streaming.
+            async with registry.title_slot():
+                title = await upstream.complete_text(self.plan.credential, request)
         except upstream.UpstreamError as exc:
             logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
             return
@@ -220,6 +226,14 @@ class Registry:
         # titles (cancelled at shutdown). Held here so none is garbage-collected mid-way.
         self._saving: set[asyncio.Task[Any]] = set()
         self._extras: set[asyncio.Task[Any]] = set()
+        self._title_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+
+    def title_slot(self) -> asyncio.Semaphore:
+        """Bounds the title requests in flight (a semaphore of this event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._title_slots is None or self._title_slots[0] is not loop:
+            self._title_slots = (loop, asyncio.Semaphore(TITLES_AT_ONCE))
+        return self._title_slots[1]
 
     def track(self, coroutine: Any, *, wait_at_shutdown: bool = False) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coroutine)

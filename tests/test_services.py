@@ -1,0 +1,83 @@
+"""services: the writes behind a turn, checked at the statements the database receives."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from conversations import services
+from conversations.models import Message
+from tests.conftest import give_key
+
+
+def writes(queries: CaptureQueriesContext, table: str) -> list[str]:
+    """The write statements on `table` (an executemany is logged once, as "N times: SQL")."""
+    statements = [q["sql"].split(" times: ", 1)[-1] for q in queries.captured_queries]
+    return [
+        sql for sql in statements if sql.startswith(("INSERT", "UPDATE", "DELETE")) and table in sql
+    ]
+
+
+@pytest.fixture
+def turn(alice: Any, gateway: Any) -> services.TurnStart:
+    give_key(alice, gateway, "sk-services")
+    conversation = services.create_conversation(alice)
+    return services.start_turn(alice, conversation, "first question", client_id="c-1")
+
+
+def test_a_turn_stores_question_and_placeholder_with_one_insert(alice, gateway):
+    give_key(alice, gateway, "sk-services")
+    conversation = services.create_conversation(alice)
+    with CaptureQueriesContext(connection) as queries:
+        start = services.start_turn(alice, conversation, "a question", client_id="c-1")
+    assert len(writes(queries, "conversations_message")) == 1
+    assert start.user_message.pk < start.assistant_message.pk
+    assert start.assistant_message.status == Message.Status.STREAMING
+    # The upstream history was read in the same transaction, ending with the question.
+    assert start.plan is not None
+    assert start.plan.history == [{"role": "user", "content": "a question"}]
+
+
+def test_a_resent_client_id_returns_the_stored_question_and_stores_nothing(alice, turn):
+    again = services.start_turn(alice, turn.user_message.conversation, "first question", "c-1")
+    assert again.plan is None and again.assistant_message is None
+    assert again.user_message.pk == turn.user_message.pk
+    assert Message.objects.filter(conversation=turn.user_message.conversation).count() == 2
+
+
+def test_a_checkpoint_saves_partial_replies_and_renews_their_leases(turn):
+    reply = turn.assistant_message
+    Message.objects.filter(pk=reply.pk).update(lease_expires_at=timezone.now())
+    services.checkpoint([services.Checkpoint(reply.pk, "partial text", "some thought", 7)], [])
+    reply.refresh_from_db()
+    assert (reply.content, reply.thinking, reply.seq) == ("partial text", "some thought", 7)
+    assert reply.lease_expires_at > timezone.now() + timedelta(seconds=1)
+
+
+def test_a_checkpoint_never_overwrites_a_reply_that_finished_meanwhile(turn):
+    reply = turn.assistant_message
+    Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE, content="final")
+    services.checkpoint([services.Checkpoint(reply.pk, "older partial", "", 3)], [reply.pk])
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == (Message.Status.COMPLETE, "final")
+
+
+def test_a_checkpoint_of_many_replies_is_one_statement(alice, gateway):
+    give_key(alice, gateway, "sk-services")
+    replies = []
+    for n in range(5):
+        conversation = services.create_conversation(alice)
+        replies.append(services.start_turn(alice, conversation, f"q{n}").assistant_message)
+    batch = [services.Checkpoint(r.pk, f"text {r.pk}", "", 1) for r in replies]
+    with CaptureQueriesContext(connection) as queries:
+        services.checkpoint(batch, [r.pk for r in replies])
+    # executemany is recorded once per call, with every row's parameters.
+    assert len(writes(queries, "conversations_message")) == 1
+    assert {m.content for m in Message.objects.filter(pk__in=[r.pk for r in replies])} == {
+        f"text {r.pk}" for r in replies
+    }
