@@ -22,11 +22,11 @@ def message(msg: Message) -> dict[str, Any]:
     }
 
 
-def delta(message_id: UUID, seq: int, text: str) -> dict[str, Any]:
+def delta(message_id: UUID | str, seq: int, text: str) -> dict[str, Any]:
     return {"type": "delta", "message_id": str(message_id), "seq": seq, "text": text}
 
 
-def thinking(message_id: UUID, seq: int, text: str) -> dict[str, Any]:
+def thinking(message_id: UUID | str, seq: int, text: str) -> dict[str, Any]:
     """Reasoning text; shares the `seq` counter with `delta` so gaps are seen in both."""
     return {"type": "thinking", "message_id": str(message_id), "seq": seq, "text": text}
 

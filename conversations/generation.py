@@ -50,6 +50,9 @@ class Generation:
         self._wake = asyncio.Event()
         self._closing = False
         self._checkpointed_seq = 0
+        # Per token, only the frame is built: its address and id are worked out once.
+        self._group = services.group_name(plan.conversation_public_id)
+        self._message_id = str(plan.message_public_id)
 
     # --- what a (re)connecting socket is told ------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -83,8 +86,6 @@ class Generation:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # Let events already read from the socket join this frame.
-            await asyncio.sleep(0)
             while self._pending:
                 kind, text = self._pending.pop(0)
                 # Update text and seq together, before the await: a snapshot taken while
@@ -92,11 +93,11 @@ class Generation:
                 self.seq += 1
                 if kind == "text":
                     self.text_parts.append(text)
-                    frame = frames.delta(self.plan.message_public_id, self.seq, text)
+                    frame = frames.delta(self._message_id, self.seq, text)
                 else:
                     self.thinking_parts.append(text)
-                    frame = frames.thinking(self.plan.message_public_id, self.seq, text)
-                await services.broadcast(self.plan.conversation_public_id, frame)
+                    frame = frames.thinking(self._message_id, self.seq, text)
+                await services.send_to_group(self._group, frame)
             if self._closing:
                 return
 

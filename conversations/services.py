@@ -50,10 +50,12 @@ def group_name(conversation_public_id: UUID | str) -> str:
 
 async def broadcast(conversation_public_id: UUID | str, frame: dict[str, Any]) -> None:
     """Send one protocol frame to every socket of the conversation, in any process."""
-    layer = get_channel_layer()
-    await layer.group_send(
-        group_name(conversation_public_id), {"type": "chat.frame", "frame": frame}
-    )
+    await send_to_group(group_name(conversation_public_id), frame)
+
+
+async def send_to_group(group: str, frame: dict[str, Any]) -> None:
+    """`broadcast` for a caller that already knows the group's name (once per token)."""
+    await get_channel_layer().group_send(group, {"type": "chat.frame", "frame": frame})
 
 
 # Frames queued by a service running under `call`: its caller sends them, in order, once
