@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 from uuid import UUID
 
@@ -50,11 +51,21 @@ class Generation:
         self._wake = asyncio.Event()
         self._closing = False
         self._checkpointed_seq = 0
+        # When the row was last written (the placeholder, then each checkpoint) and its
+        # lease last renewed: a reply of d seconds gets about d checkpoints, not d + 1.
+        self._saved_at = self._renewed_at = time.monotonic()
         # Per token, only the frame is built: its address and id are worked out once.
         self._group = services.group_name(plan.conversation_public_id)
         self._message_id = str(plan.message_public_id)
 
     # --- what a (re)connecting socket is told ------------------------------------------
+    def lease_due(self, now: float, lease_seconds: float) -> bool:
+        """Whether the lease needs renewing (no checkpoint renewed it for a third of it)."""
+        if now - self._renewed_at < lease_seconds / 3:
+            return False
+        self._renewed_at = now
+        return True
+
     def snapshot(self) -> dict[str, Any]:
         """Exactly the text of the deltas sent so far, and the `seq` of the last one."""
         return {
@@ -64,10 +75,13 @@ class Generation:
             "thinking": "".join(self.thinking_parts),
         }
 
-    def checkpoint(self) -> Checkpoint | None:
-        if self.seq == self._checkpointed_seq:
+    def checkpoint(self, now: float, interval: float) -> Checkpoint | None:
+        """The partial reply to save, if it changed and the last save is an interval old
+        (a tenth of slack for the ticker's jitter)."""
+        if self.seq == self._checkpointed_seq or now - self._saved_at < interval * 0.9:
             return None
         self._checkpointed_seq = self.seq
+        self._saved_at = self._renewed_at = now
         return Checkpoint(
             self.plan.message_id, "".join(self.text_parts), "".join(self.thinking_parts), self.seq
         )
@@ -389,8 +403,17 @@ class Registry:
         generations = list(self._running.values())
         if not generations:
             return
-        batch = [c for c in (g.checkpoint() for g in generations) if c is not None]
-        await services.call(services.checkpoint, batch, [g.plan.message_id for g in generations])
+        now = time.monotonic()
+        interval = settings.CHAT_CHECKPOINT_INTERVAL
+        batch = [c for c in (g.checkpoint(now, interval) for g in generations) if c is not None]
+        saved = {c.message_id for c in batch}
+        renew = [
+            g.plan.message_id
+            for g in generations
+            if g.plan.message_id not in saved and g.lease_due(now, settings.CHAT_LEASE_SECONDS)
+        ]
+        if batch or renew:
+            await services.call(services.checkpoint, batch, renew)
 
     def local_snapshot(self, conversation_public_id: UUID) -> dict[str, Any] | None:
         generation = self._running.get(conversation_public_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from uuid import uuid4
 
 import pytest
 from channels.db import database_sync_to_async
@@ -15,6 +16,7 @@ from channels.db import database_sync_to_async
 from conversations import generation, services
 from conversations.fakegateway import Script
 from conversations.models import ApiCredential, Message
+from conversations.upstream import GatewayCredential
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 
@@ -314,3 +316,45 @@ async def test_a_deactivated_credential_means_no_key_and_no_upstream_call(alice,
     assert gateway.requests == []
     assert await Message.objects.filter(conversation=conversation).acount() == 0
     await sock.disconnect()
+
+
+# --- Checkpoint pacing ---------------------------------------------------------------------
+def plan_for_pacing() -> services.TurnPlan:
+    credential = GatewayCredential(
+        base_url="http://gateway", scheme="bearer", key="k", default_model="m"
+    )
+    return services.TurnPlan(
+        conversation_id=1,
+        conversation_public_id=uuid4(),
+        message_id=2,
+        message_public_id=uuid4(),
+        credential=credential,
+        model="m",
+        system="",
+        temperature=None,
+        top_p=None,
+        max_tokens=10,
+    )
+
+
+def test_a_reply_is_checkpointed_at_most_once_an_interval_and_only_when_it_grew():
+    reply = generation.Generation(plan_for_pacing())
+    start = time.monotonic()
+    reply.seq, reply.text_parts = 3, ["abc"]
+    # Younger than an interval: the placeholder row is recent enough.
+    assert reply.checkpoint(start + 0.5, interval=1.0) is None
+    saved = reply.checkpoint(start + 1.0, interval=1.0)
+    assert saved is not None and (saved.content, saved.seq) == ("abc", 3)
+    # Nothing new since: no write, however long it has been.
+    assert reply.checkpoint(start + 5.0, interval=1.0) is None
+    reply.seq, reply.text_parts = 4, ["abc", "d"]
+    assert reply.checkpoint(start + 5.0, interval=1.0) is not None
+
+
+def test_a_silent_reply_renews_its_lease_every_third_of_it():
+    reply = generation.Generation(plan_for_pacing())
+    start = time.monotonic()
+    assert not reply.lease_due(start + 1.0, lease_seconds=9.0)
+    assert reply.lease_due(start + 3.5, lease_seconds=9.0)
+    assert not reply.lease_due(start + 4.0, lease_seconds=9.0)
+    assert reply.lease_due(start + 6.6, lease_seconds=9.0)
