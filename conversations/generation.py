@@ -324,12 +324,12 @@ class Registry:
 
     async def join_control(self, conversation_public_id: UUID) -> None:
         channel = await self._control_channel()
-        await get_channel_layer().group_add(control_group(conversation_public_id), channel)
+        await get_channel_layer().group_add(services.control_group(conversation_public_id), channel)
 
     async def leave_control(self, conversation_public_id: UUID) -> None:
         if self._channel is not None and conversation_public_id not in self._running:
             await get_channel_layer().group_discard(
-                control_group(conversation_public_id), self._channel
+                services.control_group(conversation_public_id), self._channel
             )
 
     async def _listen(self, channel: str) -> None:
@@ -364,14 +364,14 @@ class Registry:
     async def request_stop(self, conversation_public_id: UUID) -> None:
         """Ask whichever process owns this conversation's reply to stop it."""
         await get_channel_layer().group_send(
-            control_group(conversation_public_id),
+            services.control_group(conversation_public_id),
             {"type": "generation.stop", "conversation": str(conversation_public_id)},
         )
 
     async def request_snapshot(self, conversation_public_id: UUID, reply_to: str) -> None:
         """Ask the owning process to send `chat.snapshot` to the channel `reply_to`."""
         await get_channel_layer().group_send(
-            control_group(conversation_public_id),
+            services.control_group(conversation_public_id),
             {
                 "type": "generation.snapshot",
                 "conversation": str(conversation_public_id),
@@ -427,10 +427,6 @@ async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
             logger.warning(
                 "%d task(s) did not end within %.0f s of shutdown", len(pending), timeout
             )
-
-
-def control_group(conversation_public_id: UUID) -> str:
-    return f"ctl.{UUID(str(conversation_public_id)).hex}"
 
 
 def stored_snapshot(conversation_id: int) -> dict[str, Any] | None:

@@ -58,19 +58,31 @@ async def send_to_group(group: str, frame: dict[str, Any]) -> None:
     await get_channel_layer().group_send(group, {"type": "chat.frame", "frame": frame})
 
 
-# Frames queued by a service running under `call`: its caller sends them, in order, once
-# the service has returned (so after its transaction committed).
-_outbox: ContextVar[list[tuple[UUID, dict[str, Any]]] | None] = ContextVar("outbox", default=None)
+def control_group(conversation_public_id: UUID | str) -> str:
+    """The group of the process writing this conversation's reply: it takes stop and
+    snapshot requests from any process (see `generation.Registry`)."""
+    return f"ctl.{UUID(str(conversation_public_id)).hex}"
+
+
+# Channel-layer messages queued by a service running under `call`: its caller sends them,
+# in order, once the service has returned (so after its transaction committed).
+_outbox: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar("outbox", default=None)
 
 
 def broadcast_on_commit(conversation_public_id: UUID, frame: dict[str, Any]) -> None:
+    _group_send_on_commit(
+        group_name(conversation_public_id), {"type": "chat.frame", "frame": frame}
+    )
+
+
+def _group_send_on_commit(group: str, message: dict[str, Any]) -> None:
     def deliver() -> None:
         outbox = _outbox.get()
         if outbox is not None:
-            outbox.append((conversation_public_id, frame))
+            outbox.append((group, message))
         else:
             # Called from plain synchronous code (a view, the admin, a command).
-            async_to_sync(broadcast)(conversation_public_id, frame)
+            async_to_sync(get_channel_layer().group_send)(group, message)
 
     transaction.on_commit(deliver)
 
@@ -82,8 +94,8 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     thread would), and keeps the frames in the order the service produced them.
     """
 
-    def run() -> tuple[T, list[tuple[UUID, dict[str, Any]]]]:
-        outbox: list[tuple[UUID, dict[str, Any]]] = []
+    def run() -> tuple[T, list[tuple[str, dict[str, Any]]]]:
+        outbox: list[tuple[str, dict[str, Any]]] = []
         token = _outbox.set(outbox)
         try:
             return function(*args, **kwargs), outbox
@@ -91,8 +103,9 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             _outbox.reset(token)
 
     result, outbox = await database_sync_to_async(run)()
-    for conversation_public_id, frame in outbox:
-        await broadcast(conversation_public_id, frame)
+    layer = get_channel_layer()
+    for group, message in outbox:
+        await layer.group_send(group, message)
     return result
 
 
@@ -129,6 +142,12 @@ def delete_conversation(conversation: Conversation) -> None:
     with transaction.atomic():
         conversation.delete()
         broadcast_on_commit(public_id, {"type": "deleted"})
+        # A reply still being written would go on costing tokens for nothing: the process
+        # writing it stops it (its final save then finds no row and does nothing).
+        _group_send_on_commit(
+            control_group(public_id),
+            {"type": "generation.stop", "conversation": str(public_id)},
+        )
 
 
 def update_settings(conversation: Conversation, **values: Any) -> Conversation:

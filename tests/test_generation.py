@@ -192,6 +192,27 @@ async def test_stop_closes_the_upstream_stream_at_once_and_keeps_the_partial_rep
     await sock.disconnect()
 
 
+async def test_deleting_a_conversation_mid_reply_stops_the_upstream_stream(alice, gateway):
+    conversation, sock = await chat(alice, gateway)
+    gateway.enqueue(Script(words=2000, token_delay=0.005))
+    await sock.send_json_to({"type": "send", "content": "long please"})
+    deltas = 0
+    while deltas < 5:
+        deltas += (await receive(sock))["type"] == "delta"
+    await database_sync_to_async(services.delete_conversation)(conversation)
+
+    # No more tokens are paid for: the gateway sees the hang-up.
+    for _ in range(100):
+        if gateway.requests[0].disconnected_at is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert gateway.requests[0].disconnected_at is not None
+    assert not gateway.requests[0].completed
+    await generation.registry.wait(conversation.public_id)
+    assert generation.registry.local_snapshot(conversation.public_id) is None
+    assert not await Message.objects.filter(conversation_id=conversation.pk).aexists()
+
+
 async def test_stop_with_nothing_running_is_refused(alice, gateway):
     conversation, sock = await chat(alice, gateway)
     await sock.send_json_to({"type": "stop"})
