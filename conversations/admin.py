@@ -88,7 +88,7 @@ class ApiCredentialForm(forms.ModelForm):
         if self.cleaned_data.get("api_key"):
             credential.set_key(self.cleaned_data["api_key"])
         if commit:
-            credential.save()
+            services.save_credential(credential)
         return credential
 
 
@@ -132,8 +132,7 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         return obj.key_hint or "—"
 
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
-        obj.save()
-        services.credential_changed(obj)
+        services.save_credential(obj)
 
 
 class MessageInline(admin.TabularInline):

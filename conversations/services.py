@@ -676,6 +676,14 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
 
 
 # --- Credentials -------------------------------------------------------------------------
+def save_credential(credential: ApiCredential) -> ApiCredential:
+    """Store a credential edited in the admin (its key already set through `set_key`)."""
+    with transaction.atomic():
+        credential.save()
+    credential_changed(credential)
+    return credential
+
+
 def credential_changed(credential: ApiCredential) -> None:
     """A credential was created, edited or rotated: the next turn uses the new values.
 
