@@ -115,7 +115,8 @@ def stream_once(live: Live, streams: int) -> dict[str, Any]:
     live.trials.setdefault(streams, []).append(result)
     lat = result["latency_ms"]
     live.log(
-        f"  {streams:4d} streams: p50 {lat['p50']} ms, p99 {lat['p99']} ms, "
+        f"  {streams:4d} streams: p50 {lat['p50']} ms, p99 {lat['p99']} ms "
+        f"(by phase {result['p99_ms_by_phase']}), "
         f"delivered {result['delivered_fraction']:.4f}, "
         f"daphne cpu {result['daphne_cpu_seconds']} s, client cpu "
         f"{result['client']['cpu_seconds']:.1f} s"
@@ -130,6 +131,8 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": median([r["latency_ms"]["p50"] for r in runs]),
         "p95_ms": median([r["latency_ms"]["p95"] for r in runs]),
         "p99_ms": median([r["latency_ms"]["p99"] for r in runs]),
+        # Outside the first 2 s after the last send and the last 2 s of tokens.
+        "steady_p99_ms": median([r.get("steady_p99_ms") for r in runs]),
         "max_ms": median([r["latency_ms"]["max"] for r in runs]),
         "delivered_fraction": min(r["delivered_fraction"] or 0 for r in runs),
         "seq_gaps": sum(r["seq_gaps"] for r in runs),

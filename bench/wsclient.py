@@ -39,6 +39,8 @@ class Stream:
     """What one socket saw of one reply."""
 
     latencies_us: list[int] = field(default_factory=list)
+    # The gateway's stamp of each token, beside its latency: which phase of the run it is in.
+    stamps_ns: list[int] = field(default_factory=list)
     tokens: int = 0
     frames: int = 0
     gaps: int = 0
@@ -93,6 +95,7 @@ def record_delta(stream: Stream, frame: dict[str, Any], arrival_ns: int) -> None
         if stream.first_stamp_ns is None:
             stream.first_stamp_ns = stamp_ns
         stream.latencies_us.append((arrival_ns - stamp_ns) // 1000)
+        stream.stamps_ns.append(stamp_ns)
         stream.tokens += 1
 
 
@@ -144,8 +147,31 @@ def count_statuses(streams: list[Stream]) -> dict[str, int]:
     return dict(Counter(s.status for s in streams))
 
 
+# Tokens stamped this long after the first send or before the last token are the start
+# and end bursts (every turn starting, then finishing and being titled, within a second).
+BURST_NS = 2_000_000_000
+
+
+def latencies_by_phase(streams: list[Stream]) -> dict[str, list[int]]:
+    """Latencies of the tokens stamped in the start burst, while every stream was running
+    (bursts excluded), and in the end burst."""
+    phases: dict[str, list[int]] = {"start": [], "steady": [], "end": []}
+    sends = [s.send_ns for s in streams if s.send_ns]
+    stamps = [t for s in streams for t in s.stamps_ns]
+    if not sends or not stamps:
+        return phases
+    start, end = max(sends) + BURST_NS, max(stamps) - BURST_NS
+    for s in streams:
+        for latency, stamp in zip(s.latencies_us, s.stamps_ns, strict=True):
+            phase = "start" if stamp < start else "end" if stamp > end else "steady"
+            phases[phase].append(latency)
+    return phases
+
+
 def stream_result(streams: list[Stream], job: dict[str, Any]) -> dict[str, Any]:
     latencies = [v for s in streams for v in s.latencies_us]
+    phases = latencies_by_phase(streams)
+    steady = phases["steady"]
     expected = job["tokens_per_reply"] * len(streams)
     delivered = sum(s.tokens for s in streams)
     durations = [
@@ -156,6 +182,12 @@ def stream_result(streams: list[Stream], job: dict[str, Any]) -> dict[str, Any]:
         "latency_ms": {
             k: (v / 1000 if isinstance(v, int | float) and k != "count" else v)
             for k, v in summary(latencies).items()
+        },
+        "steady_p99_ms": summary(steady)["p99"] / 1000 if steady else None,
+        "steady_tokens": len(steady),
+        "p99_ms_by_phase": {
+            phase: (summary(values)["p99"] / 1000 if values else None)
+            for phase, values in phases.items()
         },
         "tokens_expected": expected,
         "tokens_delivered": delivered,
