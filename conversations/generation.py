@@ -190,7 +190,9 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await services.call(services.finish_reply, self.plan.message_id, outcome)
+        frame = await services.call(
+            services.finish_reply, self.plan.message_id, outcome, title=self.plan.first_title
+        )
         if frame is None:
             return
         conversation = self.plan.conversation_public_id

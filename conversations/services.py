@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -182,8 +182,11 @@ def set_generated_title(conversation_id: int, title: str) -> Conversation | None
 
 
 # --- Search index --------------------------------------------------------------------------
-def _index_new_messages(owner_id: int, messages: list[Message]) -> None:
-    """Index messages that have no search entry yet, in one statement."""
+def _index_new_messages(owner_id: int, messages: list[Message], title: str = "") -> None:
+    """Index messages that have no search entry yet, and a first title, in one statement.
+
+    A title entry that exists already (the conversation was renamed meanwhile) is kept.
+    """
     documents = [
         SearchDocument(
             owner_id=owner_id,
@@ -194,20 +197,20 @@ def _index_new_messages(owner_id: int, messages: list[Message]) -> None:
         for m in messages
         if m.content.strip()
     ]
+    if title and messages:
+        documents.append(
+            SearchDocument(
+                owner_id=owner_id,
+                conversation_id=messages[0].conversation_id,
+                message=None,
+                body=segment(title),
+            )
+        )
     if documents:
         SearchDocument.objects.bulk_create(documents, ignore_conflicts=True)
 
 
-def _index_title(conversation: Conversation, *, new: bool = False) -> None:
-    if new:
-        # A conversation's first title: it has no title entry yet, so a plain INSERT.
-        SearchDocument.objects.create(
-            owner_id=conversation.owner_id,
-            conversation=conversation,
-            message=None,
-            body=segment(conversation.title),
-        )
-        return
+def _index_title(conversation: Conversation) -> None:
     SearchDocument.objects.update_or_create(
         conversation=conversation,
         message=None,
@@ -235,6 +238,8 @@ class TurnPlan:
     # The Messages API `messages` for this reply, read in the transaction that stored the
     # turn (one trip to the database thread less before the first token). None: load it.
     history: list[dict[str, Any]] | None = None
+    # The automatic title this turn gave the conversation: indexed by `finish_reply`.
+    first_title: str = ""
 
 
 @dataclass(frozen=True)
@@ -401,15 +406,18 @@ def start_turn(
             _within_limits(user, credential)
             changes: dict[str, Any] = {"updated_at": timezone.now()}
             name_after = not conversation.title_is_custom and not conversation.title
+            first_title = ""
             if not conversation.title:
                 # Until a better title is chosen, the question's first words name the chat.
-                changes["title"] = conversation.title = fallback_title(content)
-                _index_title(conversation, new=True)
+                # Indexed for search with the question and the reply, when the reply ends.
+                changes["title"] = conversation.title = first_title = fallback_title(content)
                 broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
             Conversation.objects.filter(pk=conversation.pk).update(**changes)
             broadcast_on_commit(conversation.public_id, frames.message(question))
             broadcast_on_commit(conversation.public_id, frames.message(reply))
             plan = _plan(conversation, reply, credential, name_after=name_after)
+            if first_title:
+                plan = replace(plan, first_title=first_title)
     except _Resent:
         existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
         return TurnStart(existing, None, None)
@@ -560,8 +568,11 @@ class Outcome:
     error_message: str = ""
 
 
-def finish_reply(message_id: int, outcome: Outcome) -> dict[str, Any] | None:
-    """The final save of a reply. Returns its `done` frame, or None if it was already final."""
+def finish_reply(message_id: int, outcome: Outcome, *, title: str = "") -> dict[str, Any] | None:
+    """The final save of a reply. Returns its `done` frame, or None if it was already final.
+
+    `title`: the automatic title the turn gave the conversation, indexed with the messages.
+    """
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": outcome.status,
@@ -597,7 +608,7 @@ def finish_reply(message_id: int, outcome: Outcome) -> dict[str, Any] | None:
             .order_by("-id")[:2]
         )
         question = [m for m in before if m.role == Message.Role.USER]
-        _index_new_messages(message.conversation.owner_id, [message, *question])
+        _index_new_messages(message.conversation.owner_id, [message, *question], title)
     return frames.done(message)
 
 

@@ -31,9 +31,12 @@ def exchange(user: Any, conversation: Conversation, question: str, answer: str) 
     """One stored turn through the services, as a finished reply leaves it. Returns the reply."""
     start = services.start_turn(user, conversation, question)
     assert start.assistant_message is not None
+    assert start.plan is not None
+    # As the generation does: the turn's automatic title is indexed with the reply.
     services.finish_reply(
         start.assistant_message.pk,
         Outcome(status=Message.Status.COMPLETE, content=answer, stop_reason="end_turn"),
+        title=start.plan.first_title,
     )
     return Message.objects.get(pk=start.assistant_message.pk)
 

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import services
-from conversations.models import Message
+from conversations.models import Message, SearchDocument
+from conversations.search import segment
 from tests.conftest import give_key
 
 
@@ -81,3 +82,20 @@ def test_a_checkpoint_of_many_replies_is_one_statement(alice, gateway):
     assert {m.content for m in Message.objects.filter(pk__in=[r.pk for r in replies])} == {
         f"text {r.pk}" for r in replies
     }
+
+
+def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(alice, gateway):
+    give_key(alice, gateway, "sk-services")
+    conversation = services.create_conversation(alice)
+    start = services.start_turn(alice, conversation, "how do tides work")
+    assert start.plan is not None and start.plan.first_title == "how do tides work"
+    # Renamed while the reply streams: the chosen title is indexed at once.
+    services.rename_conversation(conversation, "Oceans")
+    services.finish_reply(
+        start.assistant_message.pk,
+        services.Outcome(status=Message.Status.COMPLETE, content="The moon."),
+        title=start.plan.first_title,
+    )
+    titles = SearchDocument.objects.filter(conversation=conversation, message=None)
+    assert [d.body for d in titles] == [segment("Oceans")]
+    assert SearchDocument.objects.filter(conversation=conversation).count() == 3
