@@ -646,8 +646,12 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
                     .order_by("-id")
                     .first()
                 )
+                # The conversation's title too: a first turn indexes it when its reply
+                # ends, which a dead process never did (an existing entry is kept).
                 _index_new_messages(
-                    message.conversation.owner_id, [m for m in (message, question) if m]
+                    message.conversation.owner_id,
+                    [m for m in (message, question) if m],
+                    message.conversation.title,
                 )
                 frame = frames.done(message)
                 results.append((message.conversation.public_id, frame))

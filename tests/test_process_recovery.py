@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 
 from conversations import services
 from conversations.fakegateway import Script
-from conversations.models import Message
+from conversations.models import Message, SearchDocument
 from tests.conftest import give_key, session_cookie
 from tests.live import DaphneProcess
 
@@ -76,3 +76,8 @@ async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_
     assert reply.status == "interrupted"
     assert reply.content == checkpoint
     assert await Message.objects.filter(status="streaming").acount() == 0
+    # What the dead process would have indexed at the end is indexed by the reaper: the
+    # question, the partial reply and the conversation's automatic title.
+    documents = SearchDocument.objects.filter(conversation=conversation)
+    assert await documents.acount() == 3
+    assert await documents.filter(message=None).aexists()
