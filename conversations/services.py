@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 from uuid import UUID
@@ -310,9 +310,11 @@ def _plan(
     credential: GatewayCredential,
     *,
     name_after: bool = False,
+    first_title: str = "",
 ) -> TurnPlan:
     return TurnPlan(
         name_after=name_after,
+        first_title=first_title,
         conversation_id=conversation.pk,
         conversation_public_id=conversation.public_id,
         message_id=reply.pk,
@@ -415,9 +417,9 @@ def start_turn(
             Conversation.objects.filter(pk=conversation.pk).update(**changes)
             broadcast_on_commit(conversation.public_id, frames.message(question))
             broadcast_on_commit(conversation.public_id, frames.message(reply))
-            plan = _plan(conversation, reply, credential, name_after=name_after)
-            if first_title:
-                plan = replace(plan, first_title=first_title)
+            plan = _plan(
+                conversation, reply, credential, name_after=name_after, first_title=first_title
+            )
     except _Resent:
         existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
         return TurnStart(existing, None, None)

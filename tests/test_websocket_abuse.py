@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from conversations import generation
-from conversations.fakegateway import Script
+from conversations.fakegateway import FakeGateway, Script
 from tests.conftest import give_key, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 
@@ -48,19 +48,25 @@ def stream_requests(gateway: Any) -> list[Any]:
     return [r for r in gateway.requests if r.body.get("stream")]
 
 
+async def chat_socket(user: Any, gateway: FakeGateway, key: str) -> tuple[Any, Any]:
+    """A keyed user's new conversation and a socket on it, past its `state` frame."""
+    await db(give_key)(user, gateway, key)
+    conversation = await new_conversation(user)
+    socket = await open_socket(user, conversation.public_id)
+    await receive(socket)
+    return conversation, socket
+
+
 async def settled(conversation: Any) -> list[Any]:
     await generation.registry.wait(conversation.public_id)
     return await stored(conversation)
 
 
 async def test_a_flood_is_refused_once_then_the_socket_is_closed_with_4429(alice, gateway):
-    await db(give_key)(alice, gateway, "sk-flood")
     # Long enough that the reply still runs while the whole flood is read, even on a busy
     # machine: every `send` let through is refused as generation_running.
     gateway.enqueue(Script(words=60, token_delay=0.1))
-    conversation = await new_conversation(alice)
-    socket = await open_socket(alice, conversation.public_id)
-    await receive(socket)
+    conversation, socket = await chat_socket(alice, gateway, "sk-flood")
 
     for i in range(2000):
         await socket.send_to(text_data=json.dumps({"type": "send", "content": f"spam {i}"}))
@@ -91,13 +97,10 @@ async def test_a_flood_is_refused_once_then_the_socket_is_closed_with_4429(alice
 
 @override_settings(CHAT_WS_FRAMES_PER_SECOND=100_000, CHAT_WS_FRAME_BURST=100_000)
 async def test_hundreds_of_sends_at_once_start_one_reply_and_write_nothing_else(alice, gateway):
-    await db(give_key)(alice, gateway, "sk-many")
     # Far longer than reading 300 frames takes on a slow database: the test ends it with
     # `stop`, after the last `send`.
     gateway.enqueue(Script(words=100, token_delay=0.5))
-    conversation = await new_conversation(alice)
-    socket = await open_socket(alice, conversation.public_id)
-    await receive(socket)
+    conversation, socket = await chat_socket(alice, gateway, "sk-many")
 
     count = 300
     for i in range(count):
@@ -163,10 +166,7 @@ async def test_a_client_that_slows_down_after_the_warning_is_served_again(alice,
     ],
 )
 async def test_malformed_frames_get_an_error_and_change_nothing(alice, gateway, text, code):
-    await db(give_key)(alice, gateway, "sk-bad")
-    conversation = await new_conversation(alice)
-    socket = await open_socket(alice, conversation.public_id)
-    await receive(socket)
+    conversation, socket = await chat_socket(alice, gateway, "sk-bad")
     await socket.send_to(text_data=text)
     answer = await receive(socket)
     if code is None:

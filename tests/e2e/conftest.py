@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from conversations.fakegateway import FakeGateway
 from tests.conftest import give_key, make_user, session_cookie
@@ -170,6 +170,28 @@ def sign_in_with_cookie(context: BrowserContext, server: DaphneProcess, user: An
     context.add_cookies(
         [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": server.http_url}]
     )
+
+
+def signed_in_page(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
+    """A page of `user` (signed in by cookie) on the conversation list."""
+    sign_in_with_cookie(context, server, user)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/")
+    return page
+
+
+def new_chat(page: Page, button: str = "New chat") -> None:
+    """Press New chat (by its name in the page's language); on the new conversation, connected."""
+    page.get_by_role("button", name=button, exact=True).click()
+    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+
+
+def open_new_chat(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
+    """Signed in as `user`, on a fresh conversation, connected."""
+    page = signed_in_page(context, server, user)
+    new_chat(page)
+    return page
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from conversations.fakegateway import Script
 from conversations.models import Conversation, Message
 from tests.conftest import give_key
 from tests.e2e import axe
-from tests.e2e.conftest import _context, _finish, sign_in_with_cookie
+from tests.e2e.conftest import _context, _finish, new_chat, sign_in_with_cookie, signed_in_page
 from tests.live import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -54,19 +54,6 @@ def make_context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[M
         _finish(request, context, console)
 
 
-def open_new_chat(page: Page, button: str = "New chat") -> None:
-    page.get_by_role("button", name=button, exact=True).click()
-    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
-
-
-def signed_in_page(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
-    sign_in_with_cookie(context, server, user)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    return page
-
-
 # --- languages ----------------------------------------------------------------------------
 def test_the_ui_follows_the_browser_language_and_the_switch_is_remembered(
     server: DaphneProcess, make_context: MakeContext, chatter: Any, gateway: Any
@@ -79,7 +66,7 @@ def test_the_ui_follows_the_browser_language_and_the_switch_is_remembered(
     page.get_by_label("密码").fill("pw-carol")
     page.get_by_role("button", name="登录", exact=True).click()
 
-    open_new_chat(page, "新对话")
+    new_chat(page, "新对话")
     # Strings of chat.js come from the JavaScript catalog.
     expect(page.locator("#connection")).to_have_text("已连接")
     page.get_by_role("textbox", name="消息").fill("你好")
@@ -106,7 +93,7 @@ def test_enter_while_an_input_method_composes_does_not_send(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     box = page.get_by_role("textbox", name="Message")
     box.focus()
     # What a Chinese input method does: composition events around the candidate text,
@@ -144,7 +131,7 @@ def test_the_composer_grows_keeps_its_draft_and_takes_a_long_paste(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     box = page.get_by_role("textbox", name="Message")
     one_line = box.bounding_box()["height"]
     box.fill("first line\nsecond line\nthird line\nfourth line")
@@ -159,7 +146,7 @@ def test_the_composer_grows_keeps_its_draft_and_takes_a_long_paste(
     # Drafts are per conversation.
     url = page.url
     page.goto(f"{server.http_url}/")
-    open_new_chat(page)
+    new_chat(page)
     expect(page.get_by_role("textbox", name="Message")).to_have_value("")
     page.goto(url)
 
@@ -202,7 +189,7 @@ def test_a_thinking_block_is_open_while_it_streams_and_folded_after(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     thinking = " ".join(f"step{i}" for i in range(1, 61))
     gateway.enqueue(Script(thinking=thinking, text="The **answer** is 42.", token_delay=0.03))
     page.get_by_role("textbox", name="Message").fill("What is the answer?")
@@ -242,7 +229,7 @@ def test_a_reply_is_announced_once_when_complete_not_token_by_token(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     log = page.get_by_role("log")
     expect(log).to_have_attribute("aria-live", "polite")
     gateway.enqueue(Script(words=300, token_delay=0.01))
@@ -270,7 +257,7 @@ def test_focus_returns_to_the_composer_after_send_stop_and_regenerate(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     box = page.get_by_role("textbox", name="Message")
     gateway.enqueue(Script(words=2000, token_delay=0.01))
     box.fill("Long one")
@@ -296,7 +283,7 @@ def test_a_failed_reply_offers_retry_inside_its_alert(
 ) -> None:
     context, _ = browser_context
     page = signed_in_page(context, server, chatter)
-    open_new_chat(page)
+    new_chat(page)
     gateway.enqueue(*[Script(status=529)] * 3)
     page.get_by_role("textbox", name="Message").fill("Are you there?")
     page.keyboard.press("Enter")

@@ -13,27 +13,12 @@ from playwright.sync_api import BrowserContext, Page, expect
 from conversations.fakegateway import FakeGateway, Script
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
-from tests.e2e.conftest import Console, sign_in_with_cookie
+from tests.e2e.conftest import Console, new_chat, open_new_chat, sign_in_with_cookie
 from tests.live import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ASSISTANT = 'article[data-role="assistant"]'
-
-
-def new_chat(page: Page) -> None:
-    page.get_by_role("button", name="New chat").click()
-    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
-
-
-def open_new_chat(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
-    """Signed in as `user` (by cookie), on a fresh conversation, connected."""
-    sign_in_with_cookie(context, server, user)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    new_chat(page)
-    return page
 
 
 def send(page: Page, text: str) -> None:

@@ -9,7 +9,6 @@ purpose and take exactly those out of the list.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from conversations.fakegateway import FakeGateway
 from tests.conftest import make_user
-from tests.e2e.conftest import Console, sign_in_with_cookie
+from tests.e2e.conftest import Console, open_new_chat, sign_in_with_cookie
 from tests.live import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -37,13 +36,8 @@ def test_the_chat_works_under_the_policy_and_the_policy_blocks_inline_script(
     gateway: FakeGateway,
 ) -> None:
     context, console = browser_context
-    sign_in_with_cookie(context, server, chatter)
-    page = context.new_page()
-    page.goto(f"{server.http_url}/")
-    page.get_by_role("button", name="New chat").click()
-    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    # connect-src 'self' lets the page's own websocket through (ws: on the same host).
-    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    # Connected: connect-src 'self' lets the page's own websocket through (ws: on the host).
+    page = open_new_chat(context, server, chatter)
     page.get_by_role("textbox", name="Message").fill("A table please")
     page.get_by_role("button", name="Send").click()
     expect(page.locator('article[data-role="assistant"]').last).to_have_attribute(
