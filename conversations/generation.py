@@ -13,8 +13,10 @@ closes the upstream HTTP response and the `finally` saves what was generated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -32,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 # Title requests in flight per process; the rest wait their turn (see `_name_conversation`).
 TITLES_AT_ONCE = 4
+# A generated title waits while turns are being started, at most this long: a person
+# waiting for a first token matters more than a better title for a chat that has one.
+TITLE_WAIT_FOR_STARTS = 30.0
 
 # The single door to the database from async code: Channels' wrapper closes stale
 # connections around each call.
@@ -190,9 +195,7 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await services.call(
-            services.finish_reply, self.plan.message_id, outcome, title=self.plan.first_title
-        )
+        frame = await services.call(services.finish_reply, self.plan, outcome)
         if frame is None:
             return
         conversation = self.plan.conversation_public_id
@@ -210,7 +213,7 @@ class Generation:
     async def _name_conversation(self, answer: str) -> None:
         """Ask the same gateway, with the same credential, for a short title. On failure the
         automatic title (the question's first words) simply stays."""
-        question = await db(_first_question)(self.plan.conversation_id)
+        question = self.plan.question_text
         prompt = _(
             "Write a title of at most six words for this conversation, in its language. "
             "Reply with the title only.\n\nUser: %(question)s\n\nAssistant: %(answer)s"
@@ -219,8 +222,10 @@ class Generation:
             model=self.plan.model, messages=[{"role": "user", "content": prompt}], max_tokens=30
         )
         try:
-            # A few at a time: when many first replies end together, their titles queue
-            # instead of taking the event loop from the replies still streaming.
+            # After the turns being started (a burst of sends), and a few at a time: when
+            # many first replies end together, their titles queue instead of taking the
+            # event loop and the database thread from the turns starting and streaming.
+            await registry.starts_settled(TITLE_WAIT_FOR_STARTS)
             async with registry.title_slot():
                 title = await upstream.complete_text(self.plan.credential, request)
         except upstream.UpstreamError as exc:
@@ -244,6 +249,10 @@ class Registry:
         self._saving: set[asyncio.Task[Any]] = set()
         self._extras: set[asyncio.Task[Any]] = set()
         self._title_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        # Turns between "send" received and stored (see `starting`), and an event of this
+        # event loop set whenever there are none.
+        self._starting = 0
+        self._settled: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def title_slot(self) -> asyncio.Semaphore:
         """Bounds the title requests in flight (a semaphore of this event loop)."""
@@ -251,6 +260,33 @@ class Registry:
         if self._title_slots is None or self._title_slots[0] is not loop:
             self._title_slots = (loop, asyncio.Semaphore(TITLES_AT_ONCE))
         return self._title_slots[1]
+
+    def _settled_event(self) -> asyncio.Event:
+        loop = asyncio.get_running_loop()
+        if self._settled is None or self._settled[0] is not loop:
+            self._settled = (loop, asyncio.Event())
+            if self._starting == 0:
+                self._settled[1].set()
+        return self._settled[1]
+
+    @contextlib.contextmanager
+    def starting(self) -> Iterator[None]:
+        """Count a turn being started for as long as the block runs (in the event loop)."""
+        self._starting += 1
+        self._settled_event().clear()
+        try:
+            yield
+        finally:
+            self._starting -= 1
+            if self._starting == 0:
+                self._settled_event().set()
+
+    async def starts_settled(self, timeout: float) -> None:
+        """Until no turn is being started in this process, or `timeout` seconds passed."""
+        try:
+            await asyncio.wait_for(self._settled_event().wait(), timeout)
+        except TimeoutError:
+            pass
 
     def track(self, coroutine: Any, *, wait_at_shutdown: bool = False) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coroutine)
@@ -449,18 +485,6 @@ def stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
     }
 
 
-def _first_question(conversation_id: int) -> str:
-    message = (
-        Message.objects.filter(
-            conversation_id=conversation_id, role=Message.Role.USER, superseded_at=None
-        )
-        .order_by("id")
-        .only("content")
-        .first()
-    )
-    return message.content if message else ""
-
-
 registry = Registry()
 
 
@@ -474,21 +498,25 @@ async def _launch(start: TurnStart) -> TurnStart:
 async def send(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
-    return await _launch(
-        await services.call(services.start_turn, user, conversation, content, client_id)
-    )
+    with registry.starting():
+        start = await services.call(services.start_turn, user, conversation, content, client_id)
+    return await _launch(start)
 
 
 async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
-    return await _launch(await services.call(services.regenerate, user, conversation))
+    with registry.starting():
+        start = await services.call(services.regenerate, user, conversation)
+    return await _launch(start)
 
 
 async def edit(
     user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
 ) -> TurnStart:
-    return await _launch(
-        await services.call(services.edit_and_resend, user, conversation, message_id, content)
-    )
+    with registry.starting():
+        start = await services.call(
+            services.edit_and_resend, user, conversation, message_id, content
+        )
+    return await _launch(start)
 
 
 async def stop(conversation: Conversation) -> None:

@@ -21,7 +21,6 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -225,6 +224,7 @@ class TurnPlan:
 
     conversation_id: int
     conversation_public_id: UUID
+    owner_id: int
     message_id: int
     message_public_id: UUID
     credential: GatewayCredential
@@ -240,6 +240,10 @@ class TurnPlan:
     history: list[dict[str, Any]] | None = None
     # The automatic title this turn gave the conversation: indexed by `finish_reply`.
     first_title: str = ""
+    # The question this turn stored (none for a regenerate): indexed by `finish_reply` with
+    # the reply, and the text a first exchange's generated title is asked from.
+    question_id: int | None = None
+    question_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -311,12 +315,16 @@ def _plan(
     *,
     name_after: bool = False,
     first_title: str = "",
+    question: Message | None = None,
 ) -> TurnPlan:
     return TurnPlan(
         name_after=name_after,
         first_title=first_title,
+        question_id=question.pk if question is not None else None,
+        question_text=question.content if question is not None else "",
         conversation_id=conversation.pk,
         conversation_public_id=conversation.public_id,
+        owner_id=conversation.owner_id,
         message_id=reply.pk,
         message_public_id=reply.public_id,
         credential=credential,
@@ -418,7 +426,12 @@ def start_turn(
             broadcast_on_commit(conversation.public_id, frames.message(question))
             broadcast_on_commit(conversation.public_id, frames.message(reply))
             plan = _plan(
-                conversation, reply, credential, name_after=name_after, first_title=first_title
+                conversation,
+                reply,
+                credential,
+                name_after=name_after,
+                first_title=first_title,
+                question=question,
             )
     except _Resent:
         existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
@@ -505,7 +518,7 @@ def edit_and_resend(
         broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
         broadcast_on_commit(conversation.public_id, frames.message(question))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
-    return TurnStart(question, reply, _plan(conversation, reply, credential))
+    return TurnStart(question, reply, _plan(conversation, reply, credential, question=question))
 
 
 # --- Generation bookkeeping -------------------------------------------------------------
@@ -570,12 +583,13 @@ class Outcome:
     error_message: str = ""
 
 
-def finish_reply(message_id: int, outcome: Outcome, *, title: str = "") -> dict[str, Any] | None:
+def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     """The final save of a reply. Returns its `done` frame, or None if it was already final.
 
-    `title`: the automatic title the turn gave the conversation, indexed with the messages.
+    The reply and the turn's new question are indexed for search in the same transaction,
+    with the automatic title the turn gave the conversation (`plan.first_title`). Nothing
+    is read back: the plan and the outcome hold everything the index and the frame need.
     """
-    now = timezone.now()
     fields: dict[str, Any] = {
         "status": outcome.status,
         "content": outcome.content,
@@ -587,31 +601,37 @@ def finish_reply(message_id: int, outcome: Outcome, *, title: str = "") -> dict[
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
         "lease_expires_at": None,
-        "updated_at": now,
+        "updated_at": timezone.now(),
     }
     if outcome.model:
         fields["model"] = outcome.model
     with transaction.atomic():
         # Only a reply still streaming may be finished: a reaper that already marked it
         # interrupted, or a second finisher, must not overwrite the outcome.
-        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-            **fields
-        )
+        updated = Message.objects.filter(
+            pk=plan.message_id, status=Message.Status.STREAMING
+        ).update(**fields)
         if not updated:
             return None
-        # The reply and its question in one read; both indexed in this same transaction,
-        # so a finished reply costs one write transaction.
-        conversation_id = Message.objects.filter(pk=message_id).values("conversation_id")[:1]
-        message, *before = (
-            Message.objects.filter(
-                conversation_id=Subquery(conversation_id), id__lte=message_id, superseded_at=None
-            )
-            .select_related("conversation")
-            .order_by("-id")[:2]
+        reply = Message(
+            pk=plan.message_id,
+            public_id=plan.message_public_id,
+            conversation_id=plan.conversation_id,
+            role=Message.Role.ASSISTANT,
+            **{"model": plan.model, **fields},
         )
-        question = [m for m in before if m.role == Message.Role.USER]
-        _index_new_messages(message.conversation.owner_id, [message, *question], title)
-    return frames.done(message)
+        new = [reply]
+        if plan.question_id is not None:
+            new.append(
+                Message(
+                    pk=plan.question_id,
+                    conversation_id=plan.conversation_id,
+                    role=Message.Role.USER,
+                    content=plan.question_text,
+                )
+            )
+        _index_new_messages(plan.owner_id, new, plan.first_title)
+    return frames.done(reply)
 
 
 def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID, dict[str, Any]]]:

@@ -59,7 +59,7 @@ def owned_conversation(owner: Any) -> Conversation:
     )
     start = services.start_turn(owner, conversation, f"Tell me about {SECRET_WORD}")
     services.finish_reply(
-        start.assistant_message.pk,
+        start.plan,
         Outcome(
             status=Message.Status.COMPLETE,
             content=f"{SECRET_WORD} is a fern.",

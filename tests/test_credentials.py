@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import AnonymousUser
 from django.db import connection
 from django.test import Client
 
@@ -279,3 +280,31 @@ def test_resolve_returns_the_plaintext_only_in_memory(alice):
     assert credential.key == SECRET
     # The dataclass keeps the key out of its repr, so it cannot slip into a log line.
     assert SECRET not in repr(credential)
+
+
+def test_resolve_takes_the_newest_active_own_key_then_the_newest_active_default(alice):
+    bob = make_user("bob")
+
+    def credential(user, key: str, *, active: bool = True) -> ApiCredential:
+        row = ApiCredential(user=user, base_url="https://gw.example/v1", default_model="m")
+        row.set_key(key)
+        row.is_active = active
+        return services.save_credential(row)
+
+    credential(None, "sk-default-old")
+    credential(None, "sk-default-new")
+    credential(None, "sk-default-off", active=False)
+    credential(alice, "sk-alice-old")
+    credential(alice, "sk-alice-new")
+    credential(alice, "sk-alice-off", active=False)
+    assert credentials.resolve(alice).key == "sk-alice-new"
+    # Bob has none of his own, a visitor is nobody: both get the newest active default.
+    assert credentials.resolve(bob).key == "sk-default-new"
+    assert credentials.resolve(AnonymousUser()).key == "sk-default-new"
+    resolved = credentials.resolve(alice)
+    row = ApiCredential.objects.get(pk=resolved.credential_id)
+    # The row comes back as the ORM would read it: typed values, not raw column text.
+    assert (resolved.last_used_at, resolved.allowed_models) == (row.last_used_at, ("m",))
+    ApiCredential.objects.filter(user=alice, is_active=True).update(is_active=False)
+    # Only revoked keys of her own: no key at all, not the default.
+    assert credentials.resolve(alice) is None

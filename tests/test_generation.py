@@ -347,6 +347,7 @@ def plan_for_pacing() -> services.TurnPlan:
     return services.TurnPlan(
         conversation_id=1,
         conversation_public_id=uuid4(),
+        owner_id=1,
         message_id=2,
         message_public_id=uuid4(),
         credential=credential,

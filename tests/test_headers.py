@@ -87,7 +87,7 @@ def every_page(client: Client, admin: Client, user: Any) -> dict[str, Any]:
     start = services.start_turn(user, conversation, "A table, please")
     table = "| a | b |\n|:--|--:|\n| 1 | 2 |\n\n```python\nprint('hi')\n```"
     services.finish_reply(
-        start.assistant_message.pk,
+        start.plan,
         Outcome(status=Message.Status.COMPLETE, content=table, stop_reason="end_turn"),
     )
     c = conversation.public_id

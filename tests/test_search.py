@@ -34,9 +34,8 @@ def exchange(user: Any, conversation: Conversation, question: str, answer: str) 
     assert start.plan is not None
     # As the generation does: the turn's automatic title is indexed with the reply.
     services.finish_reply(
-        start.assistant_message.pk,
+        start.plan,
         Outcome(status=Message.Status.COMPLETE, content=answer, stop_reason="end_turn"),
-        title=start.plan.first_title,
     )
     return Message.objects.get(pk=start.assistant_message.pk)
 

@@ -92,9 +92,8 @@ def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(ali
     # Renamed while the reply streams: the chosen title is indexed at once.
     services.rename_conversation(conversation, "Oceans")
     services.finish_reply(
-        start.assistant_message.pk,
+        start.plan,
         services.Outcome(status=Message.Status.COMPLETE, content="The moon."),
-        title=start.plan.first_title,
     )
     titles = SearchDocument.objects.filter(conversation=conversation, message=None)
     assert [d.body for d in titles] == [segment("Oceans")]

@@ -3,6 +3,8 @@ reply, and a person's own title is never replaced."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
@@ -171,3 +173,22 @@ async def test_a_rename_with_the_chat_open_survives_the_first_message(alice, gat
     await generation.registry.wait(conversation.public_id)
     await sock.disconnect()
     assert await title_of(conversation) == ("My bread", True)
+
+
+async def test_a_generated_title_waits_while_turns_are_being_started(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-titles")
+    conversation = await db(services.create_conversation)(alice)
+    gateway.enqueue(Script(text="Feed it."))
+    sock = await open_socket(alice, conversation.public_id)
+    assert (await receive(sock))["type"] == "state"
+    # Another turn of this process is between "send" and stored, as in a burst of sends.
+    with generation.registry.starting():
+        await sock.send_json_to({"type": "send", "content": QUESTION})
+        await frames_until(sock, "done")
+        await asyncio.sleep(0.5)
+        # The reply is complete, but its title is not asked for yet.
+        assert gateway.side_requests == []
+    await generation.registry.wait(conversation.public_id)
+    await sock.disconnect()
+    assert len(gateway.side_requests) == 1
+    assert (await title_of(conversation))[0] == "Demo: How do I keep sourdough"

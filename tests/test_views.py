@@ -485,10 +485,10 @@ def stored_conversation(user: Any) -> Conversation:
     conversation = services.create_conversation(user)
     services.update_settings(conversation, system_prompt="Be brief.\nBe kind.")
     exchange(user, conversation, "What is **2+2**?", "It is 4.")
-    services.regenerate(user, conversation)
-    reply = conversation.messages.filter(status=Message.Status.STREAMING).get()
+    again = services.regenerate(user, conversation)
+    assert again.plan is not None
     services.finish_reply(
-        reply.pk,
+        again.plan,
         Outcome(
             status=Message.Status.COMPLETE,
             content="Four.",
@@ -500,7 +500,7 @@ def stored_conversation(user: Any) -> Conversation:
     )
     start = services.start_turn(user, conversation, "And 3+3?")
     services.finish_reply(
-        start.assistant_message.pk,
+        start.plan,
         Outcome(
             status=Message.Status.ERROR,
             content="Si",
