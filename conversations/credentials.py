@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import DEFAULT_DB_ALIAS, connections
 
+from conversations import rows
 from conversations.fakegateway import DEMO_MODEL
 from conversations.models import ApiCredential, cloudbase_base_url
 from conversations.upstream import GatewayCredential
@@ -69,33 +69,16 @@ def resolve(user: AbstractBaseUser | AnonymousUser) -> GatewayCredential | None:
 def _deciding_row(user_id: int | None) -> ApiCredential | None:
     """The row that decides `resolve`, in one statement: the user's own credentials first
     (the newest active one before any inactive one), then the newest active default.
-
-    Hand-written SQL on purpose: every turn starts here, and compiling the equivalent ORM
-    query cost three times what running it does (docs/performance.md, round 3).
-    """
-    db = connections[DEFAULT_DB_ALIAS]  # one lookup of the thread's connection, not one per use
-    meta = ApiCredential._meta
-    fields = meta.concrete_fields
-    quote = db.ops.quote_name
+    Hand-written: every turn starts here (see `conversations.rows`)."""
+    db = rows.database()
     user, active, updated = (
-        quote(meta.get_field(name).column) for name in ("user", "is_active", "updated_at")
+        rows.column(db, ApiCredential, name) for name in ("user", "is_active", "updated_at")
     )
-    sql = (
-        f"SELECT {', '.join(quote(f.column) for f in fields)} FROM {quote(meta.db_table)} "
-        f"WHERE ({user} IS NULL AND {active})"
-        + (f" OR {user} = %s" if user_id is not None else "")
-        + f" ORDER BY {user} IS NULL, {active} DESC, {updated} DESC LIMIT 1"
+    own = f" OR {user} = %s" if user_id is not None else ""
+    return rows.one(
+        db,
+        ApiCredential,
+        f"WHERE ({user} IS NULL AND {active}){own} "
+        f"ORDER BY {user} IS NULL, {active} DESC, {updated} DESC LIMIT 1",
+        [] if user_id is None else [user_id],
     )
-    with db.cursor() as cursor:
-        cursor.execute(sql, [] if user_id is None else [user_id])
-        values = cursor.fetchone()
-    if values is None:
-        return None
-    # Through the columns' converters, as the ORM would (booleans and datetimes on SQLite).
-    converted = []
-    for field, value in zip(fields, values, strict=True):
-        column = field.get_col(meta.db_table)
-        for converter in db.ops.get_db_converters(column) + column.get_db_converters(db):
-            value = converter(value, column, db)
-        converted.append(value)
-    return ApiCredential.from_db(db.alias, [f.attname for f in fields], converted)

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import credentials, crypto, frames, limits
+from conversations import credentials, crypto, frames, limits, rows
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.search import segment
 from conversations.upstream import GatewayCredential
@@ -441,11 +441,18 @@ def start_turn(
 
 def _current(conversation: Conversation) -> Conversation:
     """The conversation's row as it is now, locked for this transaction."""
-    try:
-        return Conversation.objects.select_for_update().get(pk=conversation.pk)
-    except Conversation.DoesNotExist:
+    db = rows.database()
+    current = rows.one(
+        db,
+        Conversation,
+        f"WHERE {rows.column(db, Conversation, 'id')} = %s",
+        [conversation.pk],
+        for_update=True,
+    )
+    if current is None:
         # Deleted from another tab while this one stayed open.
-        raise ServiceError("conversation_deleted", _("This conversation was deleted.")) from None
+        raise ServiceError("conversation_deleted", _("This conversation was deleted."))
+    return current
 
 
 def fallback_title(content: str, limit: int = 60) -> str:
@@ -689,15 +696,20 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
     never resent, and consecutive messages of one role are merged so roles alternate.
     """
-    rows = (
-        Message.objects.filter(
-            conversation_id=conversation_id, superseded_at=None, id__lt=up_to_message_id
-        )
-        .order_by("id")
-        .values_list("role", "content", "status")
+    db = rows.database()
+    role_, content_, status_, id_, conversation_, superseded_ = (
+        rows.column(db, Message, name)
+        for name in ("role", "content", "status", "id", "conversation", "superseded_at")
+    )
+    stored = rows.all_values(
+        db,
+        # Hand-written: every turn reads it (see `conversations.rows`).
+        f"SELECT {role_}, {content_}, {status_} FROM {rows.table(db, Message)} "
+        f"WHERE {conversation_} = %s AND {superseded_} IS NULL AND {id_} < %s ORDER BY {id_}",
+        [conversation_id, up_to_message_id],
     )
     history: list[dict[str, Any]] = []
-    for role, content, status in rows:
+    for role, content, status in stored:
         if role == Message.Role.ASSISTANT and (
             status == Message.Status.ERROR or not content.strip()
         ):
