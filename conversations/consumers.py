@@ -4,12 +4,15 @@ and relays the conversation group's frames; generations live in `generation.regi
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -24,6 +27,51 @@ CLOSE_NOT_FOUND = 4404
 CLOSE_TOO_MANY_FRAMES = 4429
 # How long a socket waits for the process owning a reply to send its exact text.
 SNAPSHOT_WAIT_SECONDS = 1.0
+
+
+# Messages read ahead of the one being handled, per consumer. Small: a socket whose client
+# does not read stops taking frames from the channel layer soon, as with Channels' own loop
+# (the layer's per-channel capacity then drops what a slow socket cannot take).
+READ_AHEAD = 16
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def dispatch_in_order(
+    sources: list[Receive], dispatch: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Handle the messages of several sources one at a time, in the order they arrive.
+
+    What Channels' `await_many_dispatch` does, for less per message: it makes a new task
+    and an `asyncio.wait` for every message, four event-loop callbacks a relayed frame;
+    here one long-lived reader per source feeds one bounded queue, two callbacks a frame.
+    A reader that fails hands its exception to the loop, which raises it.
+    """
+    inbox: asyncio.Queue[tuple[dict[str, Any] | None, BaseException | None]] = asyncio.Queue(
+        READ_AHEAD
+    )
+
+    async def read(source: Receive) -> None:
+        try:
+            while True:
+                await inbox.put((await source(), None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the loop below raises it
+            await inbox.put((None, exc))
+
+    readers = [asyncio.create_task(read(source)) for source in sources]
+    try:
+        while True:
+            message, error = await inbox.get()
+            if error is not None:
+                raise error
+            assert message is not None
+            await dispatch(message)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
 
 
 class FrameBudget:
@@ -65,6 +113,18 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     _held: list[dict[str, Any]] | None = None
     _fallback: dict[str, Any] | None = None
     _wait_task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
+        # AsyncConsumer.__call__ with a leaner dispatch loop (see `dispatch_in_order`).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        try:
+            await dispatch_in_order([receive, self.channel_receive], self.dispatch)
+        except StopConsumer:
+            pass
 
     async def connect(self) -> None:
         user = self.scope.get("user")
