@@ -24,6 +24,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations import frames, services, upstream
@@ -468,14 +469,20 @@ async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
 
 
 def stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
-    """A reply streaming in a process we cannot see: its last checkpoint."""
-    services.reap_stale_replies(conversation_id=conversation_id)
+    """A reply streaming in a process we cannot see: its last checkpoint.
+
+    One read when nothing streams (every socket that opens asks). A reply whose process
+    stopped renewing its lease is marked interrupted here instead, and has no snapshot.
+    """
     message = (
         Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
-        .only("public_id", "seq", "content", "thinking")
+        .only("public_id", "seq", "content", "thinking", "lease_expires_at")
         .first()
     )
     if message is None:
+        return None
+    if message.lease_expires_at is not None and message.lease_expires_at < timezone.now():
+        services.reap_stale_replies(conversation_id=conversation_id)
         return None
     return {
         "message_id": str(message.public_id),
