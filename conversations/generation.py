@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Title requests in flight per process; the rest wait their turn (see `_name_conversation`).
 TITLES_AT_ONCE = 4
+# ... and they start at most this often: a hundred first replies ending together would
+# otherwise ask for a hundred titles in the same second, while other replies stream.
+TITLES_PER_SECOND = 10.0
 # A generated title waits while turns are being started, at most this long: a person
 # waiting for a first token matters more than a better title for a chat that has one.
 TITLE_WAIT_FOR_STARTS = 30.0
@@ -227,6 +230,7 @@ class Generation:
             # many first replies end together, their titles queue instead of taking the
             # event loop and the database thread from the turns starting and streaming.
             await registry.starts_settled(TITLE_WAIT_FOR_STARTS)
+            await registry.title_pace()
             async with registry.title_slot():
                 title = await upstream.complete_text(self.plan.credential, request)
         except upstream.UpstreamError as exc:
@@ -253,6 +257,7 @@ class Registry:
         # Turns between "send" received and stored (see `starting`), and an event of this
         # event loop set whenever there are none.
         self._starting = 0
+        self._next_title_at = 0.0
         self._settled: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     def title_slot(self) -> asyncio.Semaphore:
@@ -261,6 +266,14 @@ class Registry:
         if self._title_slots is None or self._title_slots[0] is not loop:
             self._title_slots = (loop, asyncio.Semaphore(TITLES_AT_ONCE))
         return self._title_slots[1]
+
+    async def title_pace(self) -> None:
+        """Until this title request's turn: at most TITLES_PER_SECOND start per second."""
+        now = time.monotonic()
+        start = max(now, self._next_title_at)
+        self._next_title_at = start + 1 / TITLES_PER_SECOND
+        if start > now:
+            await asyncio.sleep(start - now)
 
     def _settled_event(self) -> asyncio.Event:
         loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ reply, and a person's own title is never replaced."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from channels.db import database_sync_to_async
@@ -192,3 +193,19 @@ async def test_a_generated_title_waits_while_turns_are_being_started(alice, gate
     await sock.disconnect()
     assert len(gateway.side_requests) == 1
     assert (await title_of(conversation))[0] == "Demo: How do I keep sourdough"
+
+
+async def test_title_requests_are_spaced_when_many_replies_end_together(monkeypatch):
+    monkeypatch.setattr(generation, "TITLES_PER_SECOND", 20.0)
+    registry = generation.Registry()
+    started: list[float] = []
+
+    async def title() -> None:
+        await registry.title_pace()
+        started.append(asyncio.get_running_loop().time())
+
+    await asyncio.gather(*(title() for _ in range(5)))
+    gaps = [b - a for a, b in itertools.pairwise(started)]
+    # One every 1/20 s (a little timer slack allowed), the first at once.
+    assert len(gaps) == 4 and all(gap > 0.045 for gap in gaps)
+    assert started[-1] - started[0] < 0.5
