@@ -206,7 +206,7 @@ def _index_new_messages(owner_id: int, messages: list[Message], title: str = "")
             )
         )
     if documents:
-        SearchDocument.objects.bulk_create(documents, ignore_conflicts=True)
+        rows.insert(rows.database(), documents, ignore_conflicts=True)
 
 
 def _index_title(conversation: Conversation) -> None:
@@ -365,12 +365,12 @@ def _insert_turn(
         model=conversation.model or credential.default_model,
         lease_expires_at=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
     )
-    rows = [reply] if question is None else [question, reply]
+    turn = [reply] if question is None else [question, reply]
     for attempt in (1, 2):
         try:
             with transaction.atomic():
                 # One multi-row INSERT; ids follow the list, so the question comes first.
-                Message.objects.bulk_create(rows)
+                rows.insert(rows.database(), turn)
             return reply
         except IntegrityError:
             if (
@@ -422,7 +422,9 @@ def start_turn(
                 # Indexed for search with the question and the reply, when the reply ends.
                 changes["title"] = conversation.title = first_title = fallback_title(content)
                 broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
-            Conversation.objects.filter(pk=conversation.pk).update(**changes)
+            db = rows.database()
+            where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
+            rows.update(db, Conversation, changes, where, [conversation.pk])
             broadcast_on_commit(conversation.public_id, frames.message(question))
             broadcast_on_commit(conversation.public_id, frames.message(reply))
             plan = _plan(
@@ -615,9 +617,15 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     with transaction.atomic():
         # Only a reply still streaming may be finished: a reaper that already marked it
         # interrupted, or a second finisher, must not overwrite the outcome.
-        updated = Message.objects.filter(
-            pk=plan.message_id, status=Message.Status.STREAMING
-        ).update(**fields)
+        db = rows.database()
+        id_, status = (rows.column(db, Message, name) for name in ("id", "status"))
+        updated = rows.update(
+            db,
+            Message,
+            fields,
+            f"WHERE {id_} = %s AND {status} = %s",
+            [plan.message_id, Message.Status.STREAMING.value],
+        )
         if not updated:
             return None
         reply = Message(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.db import connection
 from django.forms.models import model_to_dict
+from django.utils import timezone
 
 from conversations import rows, services
-from conversations.models import Conversation
+from conversations.models import Conversation, Message, SearchDocument
 from tests.conftest import give_key
 
 pytestmark = pytest.mark.django_db
@@ -49,3 +52,41 @@ def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gatew
         {"role": "assistant", "content": "uno"},
         {"role": "user", "content": "2"},
     ]
+
+
+def test_an_update_stores_what_the_orm_would_and_says_how_many_rows_changed(alice):
+    conversation = services.create_conversation(alice, title="Old")
+    when = timezone.now() - timedelta(days=3)
+    db = rows.database()
+    where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
+    values = {"title": "New", "updated_at": when, "temperature": 0.5}
+    assert rows.update(db, Conversation, values, where, [conversation.pk]) == 1
+    assert rows.update(db, Conversation, values, where, [conversation.pk + 1000]) == 0
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.updated_at, conversation.temperature) == (
+        "New",
+        when,
+        0.5,
+    )
+
+
+def test_an_insert_sets_keys_in_order_and_can_skip_rows_an_index_refuses(alice):
+    conversation = services.create_conversation(alice)
+    db = rows.database()
+    first, second = (
+        Message(conversation=conversation, role="user", content=text) for text in ("a", "b")
+    )
+    rows.insert(db, [first, second])
+    assert first.pk is not None and second.pk == first.pk + 1
+    stored = Message.objects.get(pk=first.pk)
+    # Defaults and auto_now_add went in as the ORM writes them.
+    assert (stored.public_id, stored.created_at) == (first.public_id, first.created_at)
+    assert stored.created_at is not None and not first._state.adding
+    again = SearchDocument(owner=alice, conversation=conversation, message=first, body="a")
+    rows.insert(db, [again], ignore_conflicts=True)
+    rows.insert(
+        db,
+        [SearchDocument(owner=alice, conversation=conversation, message=first)],
+        ignore_conflicts=True,
+    )
+    assert SearchDocument.objects.filter(message=first).count() == 1
