@@ -98,13 +98,13 @@ def update(
 
 def insert(
     db: BaseDatabaseWrapper, objs: Sequence[Model], *, ignore_conflicts: bool = False
-) -> None:
+) -> int:
     """One multi-row INSERT of new instances of one model, as `bulk_create` writes it:
     values through the fields' `pre_save` (defaults, `auto_now_add`) and conversions.
     Sets the primary keys from `RETURNING`, in list order; with `ignore_conflicts`, rows a
-    unique index refuses are skipped and no key is read."""
+    unique index refuses are skipped and no key is read. Returns the rows inserted."""
     if not objs:
-        return
+        return 0
     meta = objs[0]._meta
     fields = [f for f in meta.local_concrete_fields if not f.primary_key and not f.generated]
     on_conflict = OnConflict.IGNORE if ignore_conflicts else None
@@ -123,8 +123,10 @@ def insert(
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         keys = [] if ignore_conflicts else [key for (key,) in cursor.fetchall()]
+        inserted = cursor.rowcount if ignore_conflicts else len(keys)
     for obj, key in zip(objs, keys, strict=False):
         obj.pk = key
     for obj in objs:
         obj._state.adding = False
         obj._state.db = db.alias
+    return inserted

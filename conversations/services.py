@@ -170,11 +170,13 @@ def set_generated_title(conversation_id: int, title: str) -> Conversation | None
     if not title:
         return None
     with transaction.atomic():
-        conversation = Conversation.objects.select_for_update().filter(pk=conversation_id).first()
+        db = rows.database()
+        where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
+        conversation = rows.one(db, Conversation, where, [conversation_id], for_update=True)
         if conversation is None or conversation.title_is_custom:
             return None
         conversation.title = title
-        conversation.save(update_fields=["title"])
+        rows.update(db, Conversation, {"title": title}, where, [conversation_id])
         _index_title(conversation)
         broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
     return conversation
@@ -210,11 +212,22 @@ def _index_new_messages(owner_id: int, messages: list[Message], title: str = "")
 
 
 def _index_title(conversation: Conversation) -> None:
-    SearchDocument.objects.update_or_create(
-        conversation=conversation,
-        message=None,
-        defaults={"owner_id": conversation.owner_id, "body": segment(conversation.title)},
+    """The conversation's title entry, replaced or created (one per conversation)."""
+    db = rows.database()
+    conversation_, message_ = (
+        rows.column(db, SearchDocument, name) for name in ("conversation", "message")
     )
+    where = f"WHERE {conversation_} = %s AND {message_} IS NULL"
+    values = {"owner": conversation.owner_id, "body": segment(conversation.title)}
+    # Twice at most: an entry inserted between the two statements is then updated.
+    for _attempt in (1, 2):
+        if rows.update(db, SearchDocument, values, where, [conversation.pk]):
+            return
+        document = SearchDocument(
+            conversation_id=conversation.pk, owner_id=conversation.owner_id, body=values["body"]
+        )
+        if rows.insert(db, [document], ignore_conflicts=True):
+            return
 
 
 # --- Turns -------------------------------------------------------------------------------

@@ -83,10 +83,7 @@ def test_an_insert_sets_keys_in_order_and_can_skip_rows_an_index_refuses(alice):
     assert (stored.public_id, stored.created_at) == (first.public_id, first.created_at)
     assert stored.created_at is not None and not first._state.adding
     again = SearchDocument(owner=alice, conversation=conversation, message=first, body="a")
-    rows.insert(db, [again], ignore_conflicts=True)
-    rows.insert(
-        db,
-        [SearchDocument(owner=alice, conversation=conversation, message=first)],
-        ignore_conflicts=True,
-    )
+    assert rows.insert(db, [again], ignore_conflicts=True) == 1
+    refused = SearchDocument(owner=alice, conversation=conversation, message=first, body="b")
+    assert rows.insert(db, [refused], ignore_conflicts=True) == 0
     assert SearchDocument.objects.filter(message=first).count() == 1
