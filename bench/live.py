@@ -152,7 +152,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "p95_ms": median([r["latency_ms"]["p95"] for r in runs]),
         "p99_ms": median([r["latency_ms"]["p99"] for r in runs]),
         # Outside the first 2 s after the last send and the last 2 s of tokens.
-        "steady_p99_ms": median([r.get("steady_p99_ms") for r in runs]),
+        "steady_p99_ms": median([r["p99_ms_by_phase"]["steady"] for r in runs]),
         "max_ms": median([r["latency_ms"]["max"] for r in runs]),
         "delivered_fraction": min(r["delivered_fraction"] or 0 for r in runs),
         "seq_gaps": sum(r["seq_gaps"] for r in runs),

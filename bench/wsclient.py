@@ -147,8 +147,8 @@ def count_statuses(streams: list[Stream]) -> dict[str, int]:
     return dict(Counter(s.status for s in streams))
 
 
-# Tokens stamped this long after the first send or before the last token are the start
-# and end bursts (every turn starting, then finishing and being titled, within a second).
+# Tokens stamped within this long after the last send or before the last token are the
+# start and end bursts (every turn starting, then finishing and being titled, within a second).
 BURST_NS = 2_000_000_000
 
 
@@ -171,7 +171,6 @@ def latencies_by_phase(streams: list[Stream]) -> dict[str, list[int]]:
 def stream_result(streams: list[Stream], job: dict[str, Any]) -> dict[str, Any]:
     latencies = [v for s in streams for v in s.latencies_us]
     phases = latencies_by_phase(streams)
-    steady = phases["steady"]
     expected = job["tokens_per_reply"] * len(streams)
     delivered = sum(s.tokens for s in streams)
     durations = [
@@ -183,8 +182,7 @@ def stream_result(streams: list[Stream], job: dict[str, Any]) -> dict[str, Any]:
             k: (v / 1000 if isinstance(v, int | float) and k != "count" else v)
             for k, v in summary(latencies).items()
         },
-        "steady_p99_ms": summary(steady)["p99"] / 1000 if steady else None,
-        "steady_tokens": len(steady),
+        "steady_tokens": len(phases["steady"]),
         "p99_ms_by_phase": {
             phase: (summary(values)["p99"] / 1000 if values else None)
             for phase, values in phases.items()

@@ -1,10 +1,10 @@
 """The life of one reply, owned by a per-process registry rather than by any socket.
 
-A generation is an asyncio task: it loads the stored history in one query, streams from
-`upstream`, sends coalesced deltas (with a sequence number) to the conversation's
-channel-layer group, and saves the reply once at the end. The registry checkpoints the
-partial text of all its generations together, at most once per interval, and renews
-their leases in the same write; a reply whose lease runs out belonged to a dead process.
+A generation is an asyncio task: with the history read when its turn was stored, it
+streams from `upstream`, sends coalesced deltas (with a sequence number) to the
+conversation's channel-layer group, and saves the reply once at the end. The registry
+checkpoints the partial text of all its generations together, at most once per interval,
+and renews their leases in the same write; a reply whose lease runs out belonged to a dead process.
 
 Closing a tab does not touch the generation. Stop cancels its task; the cancellation
 closes the upstream HTTP response and the `finally` saves what was generated.
@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -32,6 +32,8 @@ from conversations.models import Conversation, Message
 from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, TurnStart
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Title requests in flight per process; the rest wait their turn (see `_name_conversation`).
 TITLES_AT_ONCE = 4
@@ -135,12 +137,9 @@ class Generation:
         input_tokens: int | None = None
         output_tokens: int | None = None
         try:
-            history = plan.history
-            if history is None:
-                history = await db(services.load_history)(plan.conversation_id, plan.message_id)
             request = upstream.TurnRequest(
                 model=plan.model,
-                messages=history,
+                messages=plan.history,
                 max_tokens=plan.max_tokens,
                 system=plan.system,
                 temperature=plan.temperature,
@@ -253,19 +252,24 @@ class Registry:
         # titles (cancelled at shutdown). Held here so none is garbage-collected mid-way.
         self._saving: set[asyncio.Task[Any]] = set()
         self._extras: set[asyncio.Task[Any]] = set()
-        self._title_slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        # Turns between "send" received and stored (see `starting`), and an event of this
-        # event loop set whenever there are none.
+        # The title semaphore and the "no turn starting" event, with the loop they belong to.
+        self._loop_bound: dict[str, tuple[asyncio.AbstractEventLoop, Any]] = {}
+        # Turns between "send" received and stored (see `starting`).
         self._starting = 0
         self._next_title_at = 0.0
-        self._settled: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+
+    def _of_this_loop(self, name: str, make: Callable[[], T]) -> T:
+        """An asyncio primitive kept in `name`, made again if the event loop changed
+        (tests run each on a loop of its own; one bound to a closed loop never wakes)."""
+        loop = asyncio.get_running_loop()
+        kept = self._loop_bound.get(name)
+        if kept is None or kept[0] is not loop:
+            kept = self._loop_bound[name] = (loop, make())
+        return kept[1]
 
     def title_slot(self) -> asyncio.Semaphore:
         """Bounds the title requests in flight (a semaphore of this event loop)."""
-        loop = asyncio.get_running_loop()
-        if self._title_slots is None or self._title_slots[0] is not loop:
-            self._title_slots = (loop, asyncio.Semaphore(TITLES_AT_ONCE))
-        return self._title_slots[1]
+        return self._of_this_loop("title_slots", lambda: asyncio.Semaphore(TITLES_AT_ONCE))
 
     async def title_pace(self) -> None:
         """Until this title request's turn: at most TITLES_PER_SECOND start per second."""
@@ -276,12 +280,13 @@ class Registry:
             await asyncio.sleep(start - now)
 
     def _settled_event(self) -> asyncio.Event:
-        loop = asyncio.get_running_loop()
-        if self._settled is None or self._settled[0] is not loop:
-            self._settled = (loop, asyncio.Event())
+        def make() -> asyncio.Event:
+            event = asyncio.Event()
             if self._starting == 0:
-                self._settled[1].set()
-        return self._settled[1]
+                event.set()
+            return event
+
+        return self._of_this_loop("settled", make)
 
     @contextlib.contextmanager
     def starting(self) -> Iterator[None]:
@@ -417,7 +422,7 @@ class Registry:
         """Ask whichever process owns this conversation's reply to stop it."""
         await get_channel_layer().group_send(
             services.control_group(conversation_public_id),
-            {"type": "generation.stop", "conversation": str(conversation_public_id)},
+            services.stop_request(conversation_public_id),
         )
 
     async def request_snapshot(self, conversation_public_id: UUID, reply_to: str) -> None:

@@ -34,6 +34,11 @@ def table(db: BaseDatabaseWrapper, model: type[Model]) -> str:
     return db.ops.quote_name(model._meta.db_table)
 
 
+def by_pk(db: BaseDatabaseWrapper, model: type[Model]) -> str:
+    """`WHERE <primary key> = %s`, for `one` and `update`."""
+    return f"WHERE {db.ops.quote_name(model._meta.pk.column)} = %s"
+
+
 def one(
     db: BaseDatabaseWrapper,
     model: type[M],

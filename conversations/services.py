@@ -21,6 +21,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -61,6 +62,11 @@ def control_group(conversation_public_id: UUID | str) -> str:
     """The group of the process writing this conversation's reply: it takes stop and
     snapshot requests from any process (see `generation.Registry`)."""
     return f"ctl.{UUID(str(conversation_public_id)).hex}"
+
+
+def stop_request(conversation_public_id: UUID | str) -> dict[str, Any]:
+    """The control-group message that stops this conversation's reply, in any process."""
+    return {"type": "generation.stop", "conversation": str(conversation_public_id)}
 
 
 # Channel-layer messages queued by a service running under `call`: its caller sends them,
@@ -143,10 +149,7 @@ def delete_conversation(conversation: Conversation) -> None:
         broadcast_on_commit(public_id, {"type": "deleted"})
         # A reply still being written would go on costing tokens for nothing: the process
         # writing it stops it (its final save then finds no row and does nothing).
-        _group_send_on_commit(
-            control_group(public_id),
-            {"type": "generation.stop", "conversation": str(public_id)},
-        )
+        _group_send_on_commit(control_group(public_id), stop_request(public_id))
 
 
 def update_settings(conversation: Conversation, **values: Any) -> Conversation:
@@ -170,13 +173,11 @@ def set_generated_title(conversation_id: int, title: str) -> Conversation | None
     if not title:
         return None
     with transaction.atomic():
-        db = rows.database()
-        where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
-        conversation = rows.one(db, Conversation, where, [conversation_id], for_update=True)
+        conversation = _locked(conversation_id)
         if conversation is None or conversation.title_is_custom:
             return None
         conversation.title = title
-        rows.update(db, Conversation, {"title": title}, where, [conversation_id])
+        _update_conversation(conversation_id, title=title)
         _index_title(conversation)
         broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
     return conversation
@@ -241,6 +242,9 @@ class TurnPlan:
     message_id: int
     message_public_id: UUID
     credential: GatewayCredential
+    # The Messages API `messages` for this reply, read in the transaction that stored the
+    # turn (one trip to the database thread less before the first token).
+    history: list[dict[str, Any]]
     model: str
     system: str
     temperature: float | None
@@ -248,9 +252,6 @@ class TurnPlan:
     max_tokens: int
     # The first exchange of a conversation without a chosen title: name it afterwards.
     name_after: bool = False
-    # The Messages API `messages` for this reply, read in the transaction that stored the
-    # turn (one trip to the database thread less before the first token). None: load it.
-    history: list[dict[str, Any]] | None = None
     # The automatic title this turn gave the conversation: indexed by `finish_reply`.
     first_title: str = ""
     # The question this turn stored (none for a regenerate): indexed by `finish_reply` with
@@ -435,9 +436,7 @@ def start_turn(
                 # Indexed for search with the question and the reply, when the reply ends.
                 changes["title"] = conversation.title = first_title = fallback_title(content)
                 broadcast_on_commit(conversation.public_id, frames.conversation(conversation))
-            db = rows.database()
-            where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
-            rows.update(db, Conversation, changes, where, [conversation.pk])
+            _update_conversation(conversation.pk, **changes)
             broadcast_on_commit(conversation.public_id, frames.message(question))
             broadcast_on_commit(conversation.public_id, frames.message(reply))
             plan = _plan(
@@ -456,18 +455,24 @@ def start_turn(
 
 def _current(conversation: Conversation) -> Conversation:
     """The conversation's row as it is now, locked for this transaction."""
-    db = rows.database()
-    current = rows.one(
-        db,
-        Conversation,
-        f"WHERE {rows.column(db, Conversation, 'id')} = %s",
-        [conversation.pk],
-        for_update=True,
-    )
+    current = _locked(conversation.pk)
     if current is None:
         # Deleted from another tab while this one stayed open.
         raise ServiceError("conversation_deleted", _("This conversation was deleted."))
     return current
+
+
+def _locked(conversation_id: int) -> Conversation | None:
+    """The conversation's row, locked for this transaction (turn path: see `rows`)."""
+    db = rows.database()
+    return rows.one(
+        db, Conversation, rows.by_pk(db, Conversation), [conversation_id], for_update=True
+    )
+
+
+def _update_conversation(conversation_id: int, **values: Any) -> None:
+    db = rows.database()
+    rows.update(db, Conversation, values, rows.by_pk(db, Conversation), [conversation_id])
 
 
 def fallback_title(content: str, limit: int = 60) -> str:
@@ -555,6 +560,11 @@ class Checkpoint:
 CHECKPOINT_FIELDS = ("content", "thinking", "seq", "lease_expires_at")
 
 
+def _streaming_reply(db: BaseDatabaseWrapper) -> str:
+    """`WHERE id = %s AND status = %s`: a reply row, only while it is still streaming."""
+    return f"{rows.by_pk(db, Message)} AND {rows.column(db, Message, 'status')} = %s"
+
+
 def checkpoint(batch: list[Checkpoint], renew: list[int]) -> None:
     """Save partial replies and renew the leases of every running reply of this process.
 
@@ -567,18 +577,13 @@ def checkpoint(batch: list[Checkpoint], renew: list[int]) -> None:
             # One prepared statement run for every row (executemany): with hundreds of
             # streams, building an ORM UPDATE per row each second cost more than the writes.
             # The status guard is per row, so a reply finished meanwhile is never overwritten.
-            connection = transaction.get_connection()
-            quote = connection.ops.quote_name
-            fields = {f.name: f for f in Message._meta.concrete_fields}
-            columns = [quote(fields[name].column) for name in CHECKPOINT_FIELDS]
-            lease = fields["lease_expires_at"].get_db_prep_value(lease_until, connection)
+            db = rows.database()
+            sets = ", ".join(f"{rows.column(db, Message, name)} = %s" for name in CHECKPOINT_FIELDS)
+            lease = Message._meta.get_field("lease_expires_at").get_db_prep_save(lease_until, db)
             streaming = Message.Status.STREAMING.value
-            with connection.cursor() as cursor:
+            with db.cursor() as cursor:
                 cursor.executemany(
-                    f"UPDATE {quote(Message._meta.db_table)} SET "
-                    + ", ".join(f"{column} = %s" for column in columns)
-                    + f" WHERE {quote(fields['id'].column)} = %s"
-                    + f" AND {quote(fields['status'].column)} = %s",
+                    f"UPDATE {rows.table(db, Message)} SET {sets} {_streaming_reply(db)}",
                     [
                         (item.content, item.thinking, item.seq, lease, item.message_id, streaming)
                         for item in batch
@@ -631,12 +636,11 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
         # Only a reply still streaming may be finished: a reaper that already marked it
         # interrupted, or a second finisher, must not overwrite the outcome.
         db = rows.database()
-        id_, status = (rows.column(db, Message, name) for name in ("id", "status"))
         updated = rows.update(
             db,
             Message,
             fields,
-            f"WHERE {id_} = %s AND {status} = %s",
+            _streaming_reply(db),
             [plan.message_id, Message.Status.STREAMING.value],
         )
         if not updated:

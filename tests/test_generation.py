@@ -351,6 +351,7 @@ def plan_for_pacing() -> services.TurnPlan:
         message_id=2,
         message_public_id=uuid4(),
         credential=credential,
+        history=[],
         model="m",
         system="",
         temperature=None,
