@@ -118,13 +118,47 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer and cache ----------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Which of channels-redis's layers carries the frames between processes: "pubsub" (its
+# RedisPubSubChannelLayer, the default) or "core" (RedisChannelLayer). Chosen by measurement
+# (docs/performance.md, "Scale-out"): on two processes the pub/sub layer carried every
+# stream that one in-memory process carries, the core layer a fraction of them.
+CHAT_CHANNEL_LAYER: str = env.str("CHAT_CHANNEL_LAYER", default="pubsub")
+if CHAT_CHANNEL_LAYER not in ("pubsub", "core"):
+    raise ImproperlyConfigured("CHAT_CHANNEL_LAYER must be pubsub or core.")
+# Every Redis socket setting is stated here rather than left to redis-py, whose defaults
+# change between major versions: redis-py 8 gave every connection a 5 s read timeout, and
+# the core layer's 5 s blocking BZPOPMIN then timed out on every quiet page (channels_redis
+# #422). The pub/sub layer polls its subscription with its own short timeout, so the
+# socket timeout only bounds a command's answer; the core layer must outwait its BZPOPMIN.
+REDIS_SOCKET: dict[str, object] = {
+    "socket_connect_timeout": env.float("REDIS_CONNECT_TIMEOUT", default=5.0),
+    "socket_timeout": env.float(
+        "REDIS_SOCKET_TIMEOUT", default=5.0 if CHAT_CHANNEL_LAYER == "pubsub" else 15.0
+    ),
+    # A half-open connection (Redis or the network gone without a FIN) is noticed by the
+    # kernel's keepalive and by a PING on a subscription idle for this many seconds.
+    "socket_keepalive": True,
+    "health_check_interval": env.int("REDIS_HEALTH_CHECK_INTERVAL", default=15),
+}
 if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+    if CHAT_CHANNEL_LAYER == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [{"address": REDIS_URL, **REDIS_SOCKET}]},
+            }
         }
-    }
+    else:
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [{"address": REDIS_URL, **REDIS_SOCKET}],
+                    "capacity": 1000,
+                    "expiry": 30,
+                },
+            }
+        }
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }

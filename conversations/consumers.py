@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from conversations import frames, generation, languages, protocol, services
+from conversations import frames, generation, languages, layers, protocol, services
 from conversations.generation import db
 from conversations.services import ServiceError
 
@@ -25,6 +25,12 @@ CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_NOT_FOUND = 4404
 # The socket kept sending frames after it was told it sends too many.
 CLOSE_TOO_MANY_FRAMES = 4429
+# The channel layer stayed unreachable (Redis down for longer than layers.LAYER_PATIENCE):
+# "try again later"; the page reconnects with backoff and resyncs from the database.
+CLOSE_TRY_AGAIN = 1013
+# A socket relaying a streaming reply that has heard nothing of it for this long checks
+# the database: a `done` lost in a layer outage (or a dead owner) is then found there.
+FOLLOW_SILENCE_SECONDS = 10.0
 # How long a socket waits for the process owning a reply to send its exact text.
 SNAPSHOT_WAIT_SECONDS = 1.0
 
@@ -113,18 +119,42 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     _held: list[dict[str, Any]] | None = None
     _fallback: dict[str, Any] | None = None
     _wait_task: asyncio.Task[None] | None = None
+    # The streaming reply this socket relays, and when it last heard of it (`_follow`).
+    _following: str | None = None
+    _heard_at = 0.0
+    _follow_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
-        # AsyncConsumer.__call__ with a leaner dispatch loop (see `dispatch_in_order`).
+        # AsyncConsumer.__call__ with a leaner dispatch loop (see `dispatch_in_order`), and a
+        # layer that may be down for a moment (Redis restarting).
         self.scope = scope
-        self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self.channel_name = await self.channel_layer.new_channel()
-        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        # Messages this consumer posts to itself (timers), handled in turn with the rest.
+        self._local: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        sources: list[Receive] = [receive, self._local.get]
         try:
-            await dispatch_in_order([receive, self.channel_receive], self.dispatch)
+            self.channel_name = await layers.retrying(self.channel_layer.new_channel, "a socket")
+        except layers.LayerUnavailable:
+            self.channel_name = ""  # `connect` closes with CLOSE_TRY_AGAIN
+        else:
+            sources.append(self._receive_from_layer)
+        try:
+            await dispatch_in_order(sources, self.dispatch)
         except StopConsumer:
             pass
+
+    async def _receive_from_layer(self) -> dict[str, Any]:
+        try:
+            return await layers.retrying(
+                functools.partial(self.channel_layer.receive, self.channel_name), "a socket"
+            )
+        except layers.LayerUnavailable:
+            return {"type": "chat.layer_down"}
+
+    async def chat_layer_down(self, event: dict[str, Any]) -> None:
+        self._closing = True
+        await self.close(code=CLOSE_TRY_AGAIN)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -143,8 +173,19 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.conversation = conversation
         self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         # Join before the snapshot: every delta after it is queued for us, none is missed.
-        self.group = services.group_name(conversation.public_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        group = services.group_name(conversation.public_id)
+        try:
+            if not self.channel_name:
+                raise layers.LayerUnavailable("a socket")
+            await layers.retrying(
+                functools.partial(self.channel_layer.group_add, group, self.channel_name),
+                "a socket",
+            )
+        except layers.LayerUnavailable:
+            await self.accept()
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
+        self.group = group
         await self.accept()
         generation.registry.ensure_ticker()
         snapshot = generation.registry.local_snapshot(conversation.public_id)
@@ -155,22 +196,34 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 # the deltas that arrive meanwhile. Its last checkpoint is the fallback.
                 self._held = []
                 self._fallback = stored
-                await generation.registry.request_snapshot(
-                    conversation.public_id, self.channel_name
+                asked = await layers.best_effort(
+                    functools.partial(
+                        generation.registry.request_snapshot,
+                        conversation.public_id,
+                        self.channel_name,
+                    ),
+                    "a snapshot",
                 )
-                self._wait_task = asyncio.create_task(self._snapshot_deadline())
-                return
+                if asked:
+                    self._wait_task = asyncio.create_task(self._snapshot_deadline())
+                    return
+                snapshot = stored
         await self._send_state(snapshot)
 
     async def disconnect(self, code: int) -> None:
-        if self._wait_task is not None:
-            self._wait_task.cancel()
+        for task in (self._wait_task, self._follow_task):
+            if task is not None:
+                task.cancel()
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await layers.best_effort(
+                functools.partial(self.channel_layer.group_discard, self.group, self.channel_name),
+                "a closing socket",
+            )
 
     async def _send_state(self, snapshot: dict[str, Any] | None) -> None:
         if snapshot is not None:
             self._seen = (snapshot["message_id"], snapshot["seq"])
+            self._follow(snapshot["message_id"])
         await self.send_json(frames.state(snapshot))
         held, self._held = self._held, None
         for frame in held or []:
@@ -178,7 +231,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def _snapshot_deadline(self) -> None:
         await asyncio.sleep(SNAPSHOT_WAIT_SECONDS)
-        await self.channel_layer.send(self.channel_name, {"type": "chat.snapshot_timeout"})
+        self._local.put_nowait({"type": "chat.snapshot_timeout"})
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         if self._held is not None:
@@ -263,12 +316,53 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self._relay(event["frame"])
 
     async def _relay(self, frame: dict[str, Any]) -> None:
-        if self._seen is not None and frame["type"] in ("delta", "thinking"):
-            message_id, seq = self._seen
-            if frame["message_id"] == message_id:
-                if frame["seq"] <= seq:
-                    return
-                self._seen = None
+        kind = frame["type"]
+        if kind in ("delta", "thinking"):
+            if self._seen is not None:
+                message_id, seq = self._seen
+                if frame["message_id"] == message_id:
+                    if frame["seq"] <= seq:
+                        return
+                    self._seen = None
+            self._follow(frame["message_id"])
+        elif kind == "message":
+            message = frame["message"]
+            if message["role"] == "assistant" and message["status"] == "streaming":
+                self._follow(message["id"])
+        elif kind == "done" and frame["message_id"] == self._following:
+            self._following = None
         await self.send_json(frame)
-        if frame["type"] == "deleted":
+        if kind == "deleted":
             await self.close(code=CLOSE_NOT_FOUND)
+
+    # --- a reply followed in silence ---------------------------------------------------
+    def _follow(self, message_id: str) -> None:
+        """Note that this socket relays `message_id`, streaming, and heard of it just now.
+
+        Frames are at-most-once (a layer outage, a full channel): a page whose `done` was
+        lost would show the reply as being written forever. After FOLLOW_SILENCE_SECONDS
+        without a frame of it, the socket asks the database instead (`chat_silence`).
+        """
+        self._following = message_id
+        self._heard_at = time.monotonic()
+        if self._follow_task is None or self._follow_task.done():
+            self._follow_task = asyncio.create_task(self._watch_silence())
+
+    async def _watch_silence(self) -> None:
+        while self._following is not None:
+            quiet = time.monotonic() - self._heard_at
+            if quiet < FOLLOW_SILENCE_SECONDS:
+                await asyncio.sleep(FOLLOW_SILENCE_SECONDS - quiet)
+                continue
+            self._heard_at = time.monotonic()
+            self._local.put_nowait({"type": "chat.silence", "message_id": self._following})
+
+    async def chat_silence(self, event: dict[str, Any]) -> None:
+        if event["message_id"] != self._following:
+            return
+        reply = await services.call(
+            services.finished_reply, self.conversation.pk, event["message_id"]
+        )
+        if reply is not None and event["message_id"] == self._following:
+            # Rendered here, not in the database thread every socket shares.
+            await self._relay(frames.done(reply))

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -27,7 +28,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import frames, services, upstream
+from conversations import frames, layers, services, upstream
 from conversations.models import Conversation, Message
 from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, TurnStart
 
@@ -62,6 +63,8 @@ class Generation:
         self._wake = asyncio.Event()
         self._closing = False
         self._checkpointed_seq = 0
+        # Frames the channel layer refused (an outage): counted, logged once.
+        self._lost_frames = 0
         # When the row was last written (the placeholder, then each checkpoint) and its
         # lease last renewed: a reply of d seconds gets about d checkpoints, not d + 1.
         self._saved_at = self._renewed_at = time.monotonic()
@@ -122,7 +125,18 @@ class Generation:
                 else:
                     self.thinking_parts.append(text)
                     frame = frames.thinking(self._message_id, self.seq, text)
-                await services.send_to_group(self._group, frame)
+                try:
+                    await services.send_to_group(self._group, frame)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # The layer failed (Redis restarting): the reply goes on and keeps the
+                    # text; pages see the seq gap and resync from the stored text.
+                    self._lost_frames += 1
+                    if self._lost_frames == 1:
+                        logger.warning(
+                            "Deltas of %s are not reaching the pages: %r", self._message_id, exc
+                        )
             if self._closing:
                 return
 
@@ -130,7 +144,11 @@ class Generation:
     async def run(self) -> None:
         plan = self.plan
         flusher = asyncio.create_task(self._flusher())
-        await registry.join_control(plan.conversation_public_id)
+        # Without the control group, a Stop from another process cannot reach this reply;
+        # the reply itself must go on all the same.
+        await layers.best_effort(
+            partial(registry.join_control, plan.conversation_public_id), "the control group"
+        )
         status = Message.Status.ERROR
         error_code, error_message = "", ""
         model, stop_reason = plan.model, ""
@@ -183,7 +201,9 @@ class Generation:
         # Shielded: a second cancellation (shutdown after stop) must not lose the reply.
         finishing = registry.track(self._finish(flusher, outcome_fields), wait_at_shutdown=True)
         await asyncio.shield(finishing)
-        await registry.leave_control(plan.conversation_public_id)
+        await layers.best_effort(
+            partial(registry.leave_control, plan.conversation_public_id), "the control group"
+        )
 
     async def _finish(self, flusher: asyncio.Task[None], fields: dict[str, Any]) -> None:
         self._closing = True
@@ -202,14 +222,19 @@ class Generation:
         if frame is None:
             return
         conversation = self.plan.conversation_public_id
-        await services.broadcast(conversation, frame)
+        try:
+            # The frame that ends the reply on every page is worth waiting for a layer that
+            # is coming back; a page that still misses it finds the stored reply by itself
+            # (consumers.ConversationConsumer follows a streaming reply, see `_follow`).
+            await layers.retrying(partial(services.broadcast, conversation, frame), "done")
+        except layers.LayerUnavailable:
+            pass
         if outcome.error_code and outcome.status == Message.Status.ERROR:
-            await services.broadcast(
-                conversation,
-                frames.error(
-                    outcome.error_code, outcome.error_message, self.plan.message_public_id
-                ),
+            error = frames.error(
+                outcome.error_code, outcome.error_message, self.plan.message_public_id
             )
+            # The `done` frame already carries the error; this one only alerts.
+            await layers.best_effort(partial(services.broadcast, conversation, error), "error")
         if self.plan.name_after and outcome.status == Message.Status.COMPLETE and outcome.content:
             registry.track(self._name_conversation(outcome.content))
 
@@ -551,6 +576,14 @@ async def stop(conversation: Conversation) -> None:
     if await Message.objects.filter(
         conversation=conversation, status=Message.Status.STREAMING
     ).aexists():
-        await registry.request_stop(conversation.public_id)
+        try:
+            await layers.retrying(
+                partial(registry.request_stop, conversation.public_id), "stop", patience=3.0
+            )
+        except layers.LayerUnavailable:
+            raise ServiceError(
+                "layer_unavailable",
+                _("The server cannot reach the process writing this reply. Try again shortly."),
+            ) from None
         return
     raise ServiceError("nothing_to_stop", _("No reply is being written right now."))

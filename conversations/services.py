@@ -12,6 +12,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -25,7 +26,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import credentials, crypto, frames, limits, rows
+from conversations import credentials, crypto, frames, layers, limits, rows
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.search import segment
 from conversations.upstream import GatewayCredential
@@ -110,7 +111,9 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     result, outbox = await database_sync_to_async(run)()
     layer = get_channel_layer()
     for group, message in outbox:
-        await layer.group_send(group, message)
+        # The change is committed whatever happens to the layer: a frame lost in an outage
+        # is made good by the pages' resync (seq gaps, a reply followed in silence).
+        await layers.best_effort(partial(layer.group_send, group, message), message["type"])
     return result
 
 
@@ -713,6 +716,22 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
     if results:
         logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
     return results
+
+
+def finished_reply(conversation_id: int, message_public_id: str) -> Message | None:
+    """The reply if it is no longer streaming (its `done` may have been lost on the way to
+    a page); a reply whose process stopped renewing its lease is marked interrupted first.
+    None while it is still being written."""
+    replies = Message.objects.filter(
+        conversation_id=conversation_id, public_id=message_public_id, role=Message.Role.ASSISTANT
+    )
+    reply = replies.first()
+    if reply is None or reply.status != Message.Status.STREAMING:
+        return reply
+    if reply.lease_expires_at is not None and reply.lease_expires_at < timezone.now():
+        reap_stale_replies(conversation_id=conversation_id)
+        return replies.exclude(status=Message.Status.STREAMING).first()
+    return None
 
 
 def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, Any]]:

@@ -6,12 +6,22 @@ import json
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
+from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from conversations import services
+from conversations import consumers, layers, services
 from conversations.fakegateway import Script
 from conversations.models import Conversation, Message
-from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
+from tests.conftest import (
+    ORIGIN,
+    frames_until,
+    give_key,
+    joined_deltas,
+    open_socket,
+    receive,
+    session_cookie,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -215,3 +225,58 @@ async def test_a_resend_with_the_same_client_id_is_stored_once(alice, gateway):
     await socket.disconnect()
     assert [m.role for m in await stored(conversation)] == ["user", "assistant"]
     assert len(gateway.requests) == 1
+
+
+async def test_a_page_following_a_reply_whose_done_was_lost_gets_it_from_the_database(
+    alice, gateway, monkeypatch
+):
+    # A reply written by a process this one cannot see (a stored placeholder, no generation
+    # here) ends without its `done` reaching this socket, as in a Redis outage.
+    monkeypatch.setattr(consumers, "FOLLOW_SILENCE_SECONDS", 0.2)
+    monkeypatch.setattr(consumers, "SNAPSHOT_WAIT_SECONDS", 0.1)
+    await db(give_key)(alice, gateway, "sk-alice-lost")
+    conversation = await new_conversation(alice)
+    start = await db(services.start_turn)(alice, conversation, "Is anyone there?")
+    socket = await open_socket(alice, conversation.public_id)
+    state = await receive(socket)
+    assert state["generation"]["message_id"] == str(start.assistant_message.public_id)
+    outcome = services.Outcome(status="complete", content="Yes, here.", stop_reason="end_turn")
+    await db(services.finish_reply)(start.plan, outcome)  # stored, never broadcast
+
+    done = await receive(socket, timeout=5)
+    assert done["type"] == "done" and done["status"] == "complete"
+    assert done["content"] == "Yes, here." and "<p>Yes, here.</p>" in done["html"]
+    await socket.disconnect()
+
+
+@override_settings(
+    CHANNEL_LAYERS={
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            # Nothing listens on port 1: the layer is down for as long as the test runs.
+            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_timeout": 1}]},
+        }
+    }
+)
+async def test_a_socket_opened_while_the_layer_is_down_closes_with_try_again_later(
+    alice, monkeypatch
+):
+    monkeypatch.setattr(layers, "LAYER_PATIENCE", 0.3)
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+    conversation = await new_conversation(alice)
+    from chatsite.asgi import application
+
+    cookie = await db(session_cookie)(alice)
+    socket = WebsocketCommunicator(
+        application,
+        f"/ws/conversations/{conversation.public_id}/",
+        headers=[ORIGIN, (b"cookie", cookie)],
+    )
+    connected, code = await socket.connect(timeout=5)
+    # Accepted, then closed with a code the page answers by reconnecting later (not 1011).
+    if connected:
+        closed = await socket.receive_output(timeout=5)
+        code = closed["code"]
+    assert code == consumers.CLOSE_TRY_AGAIN
+    await socket.disconnect()
+    channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)

@@ -70,3 +70,73 @@ async def test_a_reader_that_leaves_takes_its_queue_with_it(monkeypatch):
     monkeypatch.setattr(layers, "SWEEP_INTERVAL", 0.0)
     await layer.send(await layer.new_channel(), {"type": "x"})  # any call sweeps
     assert other not in layer.channels
+
+
+class FakeClock:
+    """A clock the retry loop reads and advances by the pauses it takes."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pauses: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def pause(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.now += seconds
+
+
+async def test_a_layer_call_is_retried_with_growing_pauses_until_it_succeeds():
+    clock = FakeClock()
+    failures = iter([ConnectionError("redis restarting")] * 4)
+
+    async def call() -> str:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return "joined"
+
+    result = await layers.retrying(call, "a test", clock=clock, pause=clock.pause)
+    assert result == "joined"
+    assert clock.pauses == [0.1, 0.2, 0.4, 0.8]
+
+
+async def test_a_layer_that_stays_down_is_given_up_after_its_patience():
+    clock = FakeClock()
+
+    async def call() -> None:
+        raise OSError("connection refused")
+
+    with pytest.raises(layers.LayerUnavailable):
+        await layers.retrying(call, "a test", patience=5.0, clock=clock, pause=clock.pause)
+    # Pauses double (at most LONGEST_PAUSE); the next one (2.0) would end past the patience.
+    assert clock.pauses == [0.1, 0.2, 0.4, 0.8, 1.6]
+    assert clock.now <= 5.0
+
+
+async def test_patience_counts_from_the_first_failure_not_from_a_long_wait():
+    # A receive may wait for minutes before Redis goes away; that wait is not patience spent.
+    clock = FakeClock()
+    calls = 0
+
+    async def call() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            clock.now += 600  # a long, quiet wait, then the failure
+            raise ConnectionError("gone")
+        return "message"
+
+    assert await layers.retrying(call, "a test", clock=clock, pause=clock.pause) == "message"
+
+
+async def test_best_effort_reports_a_failure_instead_of_raising():
+    async def fails() -> None:
+        raise ConnectionError("down")
+
+    async def works() -> None:
+        return None
+
+    assert await layers.best_effort(fails, "a test") is False
+    assert await layers.best_effort(works, "a test") is True

@@ -12,6 +12,7 @@ import os
 import time
 
 import pytest
+import websockets
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connection
@@ -20,7 +21,7 @@ from conversations import services
 from conversations.fakegateway import Script, numbered_words
 from conversations.models import Message
 from tests.conftest import give_key, session_cookie
-from tests.live import DaphneProcess
+from tests.live import DaphneProcess, RedisServer
 from tests.test_process_recovery import FAST_LEASES, connect
 
 SHARED = bool(settings.REDIS_URL) and connection.vendor == "postgresql"
@@ -127,6 +128,109 @@ async def test_stop_from_b_stops_the_reply_running_on_a(alice, gateway, two_proc
     assert not gateway.requests[0].completed
     await on_a.close()
     await on_b.close()
+
+
+IDLE_SECONDS = 12  # past redis-py 8's 5 s socket timeout twice, and Daphne's 10 s
+
+
+async def test_idle_pages_stay_open_on_both_processes(alice, gateway, two_processes):
+    # Real time must pass here: what broke was a 5 s socket timeout inside redis-py.
+    a, b = two_processes
+    cookie = await db(session_cookie)(alice)
+    conversations = [await db(services.create_conversation)(alice) for _ in range(6)]
+    sockets = [
+        await connect(a if i % 2 else b, cookie, c.public_id) for i, c in enumerate(conversations)
+    ]
+    for ws in sockets:
+        assert json.loads(await ws.recv())["type"] == "state"
+    await asyncio.sleep(IDLE_SECONDS)
+    # Still open, and still served: a frame each gets its answer.
+    for ws in sockets:
+        assert ws.close_code is None
+        await ws.send(json.dumps({"type": "stop"}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 5))["code"] == "nothing_to_stop"
+    for ws in sockets:
+        await ws.close()
+    for server in (a, b):
+        log = server.log_path.read_text()
+        assert "TimeoutError" not in log and "Traceback" not in log, log[-2000:]
+
+
+class Page:
+    """What the chat page does with the frames of one reply: it keeps the text so far by
+    `seq`, reconnects (and so resyncs) after a close or a gap, and ends at `done`."""
+
+    def __init__(self, server: DaphneProcess, cookie: bytes, conversation_id) -> None:
+        self.server, self.cookie, self.conversation_id = server, cookie, conversation_id
+        self.close_codes: list[int] = []
+        self.ws = None
+
+    async def open(self) -> None:
+        while True:
+            try:
+                self.ws = await connect(self.server, self.cookie, self.conversation_id)
+                return
+            except (OSError, websockets.exceptions.WebSocketException):
+                await asyncio.sleep(0.5)
+
+    async def follow(self, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        text, seq = "", 0
+        while time.monotonic() < deadline:
+            try:
+                frame = json.loads(await asyncio.wait_for(self.ws.recv(), 30))
+            except websockets.exceptions.ConnectionClosed as closed:
+                self.close_codes.append(closed.rcvd.code if closed.rcvd else 1006)
+                await self.open()
+                continue
+            if frame["type"] == "state":
+                generation = frame["generation"] or {"text": text, "seq": seq}
+                text, seq = generation["text"], generation["seq"]
+            elif frame["type"] == "delta":
+                if frame["seq"] != seq + 1:
+                    self.close_codes.append(0)  # a gap: the page reconnects to resync
+                    await self.ws.close()
+                    await self.open()
+                    continue
+                text, seq = text + frame["text"], frame["seq"]
+            elif frame["type"] == "done":
+                return {"text": text, "done": frame}
+        raise AssertionError("the page never saw the reply end")
+
+
+async def test_a_redis_restart_mid_reply_loses_nothing(alice, gateway):
+    redis = RedisServer().start()
+    env = {**FAST_LEASES, "REDIS_URL": redis.url}
+    a, b = DaphneProcess(**env), DaphneProcess(**env)
+    try:
+        a.start()
+        b.start()
+        conversation, cookie = await setup_chat(alice, gateway)
+        gateway.enqueue(Script(words=600, token_delay=0.01))
+        on_a, on_b = (
+            Page(a, cookie, conversation.public_id),
+            Page(b, cookie, conversation.public_id),
+        )
+        await on_a.open()
+        await on_b.open()
+        await on_a.ws.send(json.dumps({"type": "send", "content": "through a restart"}))
+        followers = [asyncio.create_task(page.follow()) for page in (on_a, on_b)]
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(redis.stop)
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(redis.start)
+        seen = await asyncio.gather(*followers)
+    finally:
+        a.kill()
+        b.kill()
+        redis.stop()
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.status == "complete"
+    assert reply.content == numbered_words(600)
+    for page in seen:
+        assert page["done"]["content"] == reply.content
+    # The server never gave up on a socket: no internal error (1011) closed one.
+    assert 1011 not in on_a.close_codes + on_b.close_codes
 
 
 async def test_when_a_dies_the_tabs_on_b_see_the_reply_interrupted(alice, gateway, two_processes):
