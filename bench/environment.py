@@ -18,11 +18,13 @@ from bench.procs import VAR
 DB_PATH = VAR / "bench.sqlite3"
 
 
-def prepare_environment() -> dict[str, str]:
-    """A fresh database and the variables every process of the run shares."""
+def prepare_environment(database_url: str = "") -> dict[str, str]:
+    """A fresh database (SQLite unless given another, created empty by the caller) and the
+    variables every process of the run shares."""
     VAR.mkdir(parents=True, exist_ok=True)
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        DB_PATH.with_name(DB_PATH.name + suffix).unlink(missing_ok=True)
+    if not database_url:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            DB_PATH.with_name(DB_PATH.name + suffix).unlink(missing_ok=True)
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "chatsite.settings",
@@ -32,7 +34,7 @@ def prepare_environment() -> dict[str, str]:
             "DEBUG": "0",
             "SECURE_SSL_REDIRECT": "0",
             "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
-            "DATABASE_URL": f"sqlite:///{DB_PATH}",
+            "DATABASE_URL": database_url or f"sqlite:///{DB_PATH}",
             "SECRET_KEY": "bench-" + secrets.token_urlsafe(32),
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             # Nothing from a developer's .env may answer for the bench user.

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import environment, inprocess, live, report
-from bench.procs import ROOT, start_gateway
+from bench.procs import ROOT, VAR, start_gateway
 
 RESULTS = ROOT / "bench" / "results.json"
 # Seconds kept for what runs after the capacity search: SDK floor, writes, idle sockets.
@@ -85,6 +86,19 @@ def attempt(results: dict[str, Any], name: str, run: Callable[[], Any]) -> Any:
     return results.get(name)
 
 
+def scale_out(repetitions: int) -> dict[str, Any]:
+    """The scale-out rows, in a process of their own (Django on PostgreSQL there)."""
+    out = VAR / "scaleout.json"
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "bench.scaleout", str(out), str(repetitions)],
+        cwd=ROOT,
+        check=True,
+        timeout=1800,
+    )
+    return json.loads(out.read_text())
+
+
 def main(args: argparse.Namespace, started: float) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()}
 
@@ -147,6 +161,8 @@ def main(args: argparse.Namespace, started: float) -> int:
             attempt(results, "writes_per_reply", lambda: live.writes_per_reply(ctx))
         if wanted("idle"):
             attempt(results, "idle_sockets", lambda: live.idle_sockets(ctx))
+        if wanted("scaleout"):
+            attempt(results, "scale_out", lambda: scale_out(args.repetitions))
     finally:
         ctx.stop()
         gateway.stop()

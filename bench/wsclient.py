@@ -8,6 +8,10 @@ Run as `python -m bench.wsclient JOB.json` by the orchestrator (see `procs.Worke
 - `start`: every socket sends at the same moment; the start delay of a send is the stamp
   of its first token minus the moment just before `ws.send`.
 - `idle`: open the sockets, report, and hold them until stdin closes.
+- `soak`: open the sockets, hold them idle for `soak_seconds`, then count the ones the
+  server closed and ask every open one a question (a `stop`, answered `nothing_to_stop`).
+
+`ws_bases` (several servers) spreads the sockets over them in turn, as a proxy would.
 
 Stamps are `time.monotonic_ns()` of the gateway process; CLOCK_MONOTONIC is one clock for
 every process of a Linux machine, so the difference is a real duration.
@@ -59,9 +63,10 @@ def raise_fd_limit(wanted: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-async def open_socket(job: dict[str, Any], conversation: str) -> ClientConnection:
+async def open_socket(job: dict[str, Any], conversation: str, index: int) -> ClientConnection:
+    bases = job.get("ws_bases") or [job["ws_base"]]
     ws = await connect(
-        f"{job['ws_base']}/ws/conversations/{conversation}/",
+        f"{bases[index % len(bases)]}/ws/conversations/{conversation}/",
         origin=job["origin"],
         additional_headers={"Cookie": job["cookie"]},
         open_timeout=120,
@@ -79,7 +84,9 @@ async def open_all(job: dict[str, Any]) -> list[ClientConnection]:
     conversations = job["conversations"]
     for start in range(0, len(conversations), CONNECT_BATCH):
         batch = conversations[start : start + CONNECT_BATCH]
-        sockets += await asyncio.gather(*(open_socket(job, c) for c in batch))
+        sockets += await asyncio.gather(
+            *(open_socket(job, c, start + i) for i, c in enumerate(batch))
+        )
     return sockets
 
 
@@ -216,6 +223,30 @@ def start_result(streams: list[Stream]) -> dict[str, Any]:
     }
 
 
+async def soak(sockets: list[ClientConnection], seconds: float) -> dict[str, Any]:
+    """Hold idle sockets, then see which the server closed and whether the rest answer."""
+    await asyncio.sleep(seconds)
+    closed = Counter(str(ws.close_code) for ws in sockets if ws.close_code is not None)
+
+    async def answers(ws: ClientConnection) -> bool:
+        try:
+            await ws.send(json.dumps({"type": "stop"}))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except Exception:
+            return False
+        return frame.get("code") == "nothing_to_stop"
+
+    answered = await asyncio.gather(*(answers(ws) for ws in sockets if ws.close_code is None))
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {
+        "sockets": len(sockets),
+        "seconds": seconds,
+        "closed_by_server": sum(closed.values()),
+        "close_codes": dict(closed),
+        "answered": sum(answered),
+    }
+
+
 def say(value: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(value) + "\n")
     sys.stdout.flush()
@@ -234,6 +265,9 @@ async def main(job: dict[str, Any]) -> None:
     if job["mode"] == "idle":
         # Hold the sockets until the orchestrator has read the memory figure.
         await asyncio.to_thread(sys.stdin.read)
+        return
+    if job["mode"] == "soak":
+        say(await soak(sockets, job["soak_seconds"]))
         return
     cpu0, wall0 = time.process_time(), time.monotonic()
     stagger = job.get("stagger", 0.0) if job["mode"] == "stream" else 0.0

@@ -636,8 +636,7 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     if outcome.model:
         fields["model"] = outcome.model
     with transaction.atomic():
-        # Only a reply still streaming may be finished: a reaper that already marked it
-        # interrupted, or a second finisher, must not overwrite the outcome.
+        # Only a reply still streaming may be finished, by the one process writing it.
         db = rows.database()
         updated = rows.update(
             db,
@@ -646,6 +645,18 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
             _streaming_reply(db),
             [plan.message_id, Message.Status.STREAMING.value],
         )
+        reclaimed = False
+        if not updated:
+            # Another process took its lease for a dead process's and marked it interrupted
+            # with the last checkpoint; a process that overloaded can renew late and still
+            # be alive. The writer's own text is the truth: it replaces the reaper's mark.
+            reclaimed = updated = rows.update(
+                db,
+                Message,
+                fields,
+                f"{_streaming_reply(db)} AND {rows.column(db, Message, 'error_code')} = %s",
+                [plan.message_id, Message.Status.INTERRUPTED.value, REAPED],
+            )
         if not updated:
             return None
         reply = Message(
@@ -666,7 +677,16 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
                 )
             )
         _index_new_messages(plan.owner_id, new, plan.first_title)
+        if reclaimed and outcome.content.strip():
+            # The reaper indexed the checkpoint's text: the whole reply replaces it.
+            SearchDocument.objects.filter(message_id=plan.message_id).update(
+                body=segment(outcome.content)
+            )
     return frames.done(reply)
+
+
+# The error code of a reply marked interrupted because its lease ran out (see `finish_reply`).
+REAPED = "interrupted"
 
 
 def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID, dict[str, Any]]]:
@@ -684,7 +704,7 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
         for message in stale.select_related("conversation"):
             updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
                 status=Message.Status.INTERRUPTED,
-                error_code="interrupted",
+                error_code=REAPED,
                 error_message=_(
                     "The server restarted while this reply was being written. "
                     "The text saved up to then is kept."

@@ -12,10 +12,11 @@ from uuid import uuid4
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 
 from conversations import generation, services
-from conversations.fakegateway import Script
-from conversations.models import ApiCredential, Message
+from conversations.fakegateway import Script, numbered_words
+from conversations.models import ApiCredential, Message, SearchDocument
 from conversations.upstream import GatewayCredential
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.test_consumers import new_conversation, stored
@@ -381,3 +382,28 @@ def test_a_silent_reply_renews_its_lease_every_third_of_it():
     assert reply.lease_due(start + 3.5, lease_seconds=9.0)
     assert not reply.lease_due(start + 4.0, lease_seconds=9.0)
     assert reply.lease_due(start + 6.6, lease_seconds=9.0)
+
+
+async def test_a_reply_reaped_while_its_overloaded_writer_lives_is_saved_whole(alice, gateway):
+    # Under overload a process can renew a lease late; another process then marks the reply
+    # interrupted with its last checkpoint. The writer, still alive, saves the whole reply.
+    conversation, sock = await chat(alice, gateway)
+    gateway.enqueue(Script(words=300, token_delay=0.003))
+    await sock.send_json_to({"type": "send", "content": "long please"})
+    while (await receive(sock))["type"] != "delta":
+        pass
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    await Message.objects.filter(pk=reply.pk).aupdate(lease_expires_at=timezone.now())
+    reaped = await db(services.reap_stale_replies)(conversation_id=conversation.pk)
+    assert [frame["status"] for _, frame in reaped] == ["interrupted"]
+
+    received = await frames_until(sock, "done")
+    while received[-1]["status"] != "complete":  # the reaper's done, then the writer's
+        received += await frames_until(sock, "done")
+    await generation.registry.wait(conversation.public_id)
+    await reply.arefresh_from_db()
+    assert reply.status == "complete" and reply.content == numbered_words(300)
+    assert received[-1]["content"] == reply.content
+    document = await SearchDocument.objects.aget(message_id=reply.pk)
+    assert "w300" in document.body.split()
+    await sock.disconnect()
