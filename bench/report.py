@@ -258,6 +258,84 @@ def idle_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def carries(point: dict[str, Any], streams: int) -> bool:
+    """Every token and every `done` delivered within the single process's p99 target."""
+    return (
+        point.get("delivered_fraction") == 1.0
+        and point.get("done") == streams
+        and point.get("p99_ms") is not None
+        and point["p99_ms"] <= 100.0
+    )
+
+
+def scale_out_rows(r: dict[str, Any]) -> list[Row]:
+    scale = r.get("scale_out")
+    if not scale:
+        return [("Scale-out", "—", "not run", "", "n/a", "")]
+    streams = scale["streams"]
+    names = {
+        "memory-1": "1 process, in-memory layer",
+        "pubsub-2": "2 processes, Redis pub/sub layer",
+        "core-2": "2 processes, Redis core layer",
+    }
+    memory = streams.get("memory-1", {})
+    rows: list[Row] = []
+    for name, points in streams.items():
+        for n, point in points.items():
+            base = memory.get(n) or {}
+            ratio = (
+                point["cpu_per_token_us"] / base["cpu_per_token_us"]
+                if point.get("cpu_per_token_us") and base.get("cpu_per_token_us")
+                else None
+            )
+            carried, held_by_one = carries(point, int(n)), carries(base, int(n))
+            cpu = f"{point['cpu_per_token_us']:.0f} µs/token" if point["cpu_per_token_us"] else "—"
+            if ratio is not None and name != "memory-1":
+                cpu += f" ({ratio:.2f}× in-memory)"
+            rows.append(
+                (
+                    "Scale-out",
+                    f"{n} streams, {names.get(name, name)}: delivered, replies done, p99, "
+                    "CPU per token (all processes)",
+                    f"{point['delivered_fraction']:.3f}, {point['done']}/{n}, "
+                    f"{ms(point['p99_ms'])}, {cpu}",
+                    "carries what 1 in-memory process carries (all delivered and done, "
+                    "p99 ≤ 100 ms); CPU ≤ 1.5×"
+                    if name == "pubsub-2"
+                    else "—",
+                    verdict((carried or not held_by_one) and ratio is not None and ratio <= 1.5)
+                    if name == "pubsub-2"
+                    else "n/a",
+                    "",
+                )
+            )
+    for name, start in (scale.get("start_delay_ms") or {}).items():
+        rows.append(
+            (
+                "Scale-out",
+                f"start delay of 100 simultaneous sends, {names.get(name, name)}: p50 / last",
+                f"{ms(start['p50'])} / {ms(start['max'])}",
+                "—",
+                "n/a",
+                "",
+            )
+        )
+    soak = scale.get("idle_soak") or {}
+    if soak:
+        rows.append(
+            (
+                "Scale-out",
+                f"{soak['sockets']} idle sockets over 2 processes on Redis for "
+                f"{soak['seconds']:.0f} s: closed by the server, answering afterwards",
+                f"{soak['closed_by_server']} closed, {soak['answered']} answering",
+                "none closed, all answer",
+                verdict(soak["closed_by_server"] == 0 and soak["answered"] == soak["sockets"]),
+                "",
+            )
+        )
+    return rows
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     return [
         *latency_rows(results),
@@ -267,6 +345,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *replay_rows(results),
         *list_rows(results),
         *idle_rows(results),
+        *scale_out_rows(results),
     ]
 
 
