@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from conversations import credentials, crypto, frames, limits, rows
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.search import segment
+from conversations.text import clean
 from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
@@ -116,7 +117,7 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 # --- Conversations -----------------------------------------------------------------------
 def create_conversation(owner: AbstractBaseUser, *, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=title.strip()[:200])
+    return Conversation.objects.create(owner=owner, title=clean(title).strip()[:200])
 
 
 def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversation | None:
@@ -127,6 +128,8 @@ def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversat
 
 
 def rename_conversation(conversation: Conversation, title: Any) -> Conversation:
+    if isinstance(title, str):
+        title = clean(title)
     if not isinstance(title, str) or not title.strip():
         raise ServiceError("invalid_title", _("A title cannot be empty."))
     title = " ".join(title.split())
@@ -162,14 +165,14 @@ def update_settings(conversation: Conversation, **values: Any) -> Conversation:
             _("Unknown settings: %(names)s") % {"names": ", ".join(sorted(unknown))},
         )
     for name, value in values.items():
-        setattr(conversation, name, value)
+        setattr(conversation, name, clean(value) if isinstance(value, str) else value)
     conversation.save(update_fields=[*values, "updated_at"])
     return conversation
 
 
 def set_generated_title(conversation_id: int, title: str) -> Conversation | None:
     """A title summarised by the model; only replaces the automatic one (first words)."""
-    title = " ".join(title.split()).strip("\"'“”「」《》 ")[:80]
+    title = " ".join(clean(title).split()).strip("\"'“”「」《》 ")[:80]
     if not title:
         return None
     with transaction.atomic():
@@ -268,8 +271,11 @@ class TurnStart:
 
 
 def validate_content(content: Any) -> str:
+    """The text of a message a person sends, cleaned (`conversations.text`: NUL removed,
+    lone surrogates replaced), or a ServiceError saying why it cannot be sent."""
     if not isinstance(content, str):
         raise ServiceError("invalid_content", _("A message must be text."))
+    content = clean(content)
     if not content.strip():
         raise ServiceError("empty_message", _("Type a message before sending."))
     limit = settings.CHAT_MAX_MESSAGE_CHARS
@@ -752,6 +758,8 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
 # --- Credentials -------------------------------------------------------------------------
 def save_credential(credential: ApiCredential) -> ApiCredential:
     """Store a credential edited in the admin (its key already set through `set_key`)."""
+    # The admin's form refuses a NUL already; a label set by other code is cleaned here.
+    credential.label = clean(credential.label)
     with transaction.atomic():
         credential.save()
     credential_changed(credential)
@@ -788,8 +796,12 @@ def set_api_key(
         ).order_by("-updated_at").first() or ApiCredential(user=user)
         credential.base_url = base_url
         credential.scheme = scheme
-        credential.default_model = model or credential.default_model or settings.CHAT_DEFAULT_MODEL
-        credential.label = label or credential.label
+        # From a command line, whose bytes Python decodes with surrogates where they are not
+        # UTF-8: cleaned like any text that is stored.
+        credential.default_model = (
+            clean(model) or credential.default_model or settings.CHAT_DEFAULT_MODEL
+        )
+        credential.label = clean(label) or credential.label
         credential.is_active = True
         credential.set_key(key)
         credential.full_clean(exclude=["key_encrypted"])

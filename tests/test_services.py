@@ -98,3 +98,33 @@ def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(ali
     titles = SearchDocument.objects.filter(conversation=conversation, message=None)
     assert [d.body for d in titles] == [segment("Oceans")]
     assert SearchDocument.objects.filter(conversation=conversation).count() == 3
+
+
+# --- Text no database stores as it is (see conversations.text) ----------------------------
+def test_titles_settings_and_labels_are_stored_without_nul_or_lone_surrogates(alice, gateway):
+    conversation = services.create_conversation(alice, title="New\x00 chat")
+    assert conversation.title == "New chat"
+    services.rename_conversation(conversation, "Tea\x00 \udcff time")
+    services.update_settings(conversation, system_prompt="Be\x00 brief.", model="m\x00")
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.system_prompt, conversation.model) == (
+        "Tea \ufffd time",
+        "Be brief.",
+        "m",
+    )
+    assert SearchDocument.objects.get(conversation=conversation, message=None).body == segment(
+        "Tea \ufffd time"
+    )
+    with pytest.raises(services.ServiceError) as refused:
+        services.rename_conversation(conversation, "\x00 \x00")
+    assert refused.value.code == "invalid_title"
+
+    fresh = services.create_conversation(alice)
+    assert services.set_generated_title(fresh.pk, "\x00Scones\x00 and tea") is not None
+    fresh.refresh_from_db()
+    assert fresh.title == "Scones and tea"
+
+    # A command line's bytes that are not UTF-8 arrive as lone surrogates.
+    credential = give_key(alice, gateway, "sk-label", label="work\x00 key \udcff", model="hy\x00")
+    credential.refresh_from_db()
+    assert (credential.label, credential.default_model) == ("work key \ufffd", "hy")
