@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,6 +21,8 @@ from django.utils.translation import gettext as _
 from conversations import frames, generation, languages, layers, protocol, services
 from conversations.generation import db
 from conversations.services import ServiceError
+
+logger = logging.getLogger(__name__)
 
 CLOSE_NOT_SIGNED_IN = 4401
 CLOSE_NOT_FOUND = 4404
@@ -261,6 +264,17 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.dispatch_frame(frame)
         except (protocol.ProtocolError, ServiceError) as exc:
             await self.send_json(frames.error(exc.code, exc.message))
+        except services.STORAGE_ERRORS:
+            # The database refused or could not take this frame's work (its transaction
+            # rolled back): an error frame, not a socket closed with 1011 that the page
+            # reconnects and re-sends into.
+            logger.exception("A frame of conversation %s failed in the database", self.group)
+            await self.send_json(
+                frames.error(
+                    "database_error",
+                    _("The server could not store this, so nothing was changed. Try again."),
+                )
+            )
 
     async def _refuse_flood(self, budget: FrameBudget) -> None:
         if budget.refused == 1:

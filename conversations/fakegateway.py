@@ -4,11 +4,13 @@ Tests, benchmarks and the offline demo talk to it through the real SDK over real
 It answers `POST .../v1/messages` with `message_start`, `content_block_*`, `ping`,
 `message_delta` (usage, stop reason) and `message_stop` events, and can misbehave on
 demand: error statuses, a slow or stalled stream, a cut connection, an SSE `error` event,
-malformed SSE, a stream that just ends, thinking blocks and unknown block types.
+malformed SSE, a stream that just ends, thinking blocks, unknown block types, and text
+no database stores as it is (a NUL character, a lone surrogate: see `conversations.text`).
 
 Behaviour is chosen per request by a queued `Script` (tests in the same process) or by a
 directive inside the last user message, e.g. ``[[fake status=429 retry_after=3]]`` or
-``[[fake words=400 token_delay=0.05]]`` (the demo and browser tests).
+``[[fake words=400 token_delay=0.05]]`` or ``[[fake words=20 nul]]`` (the demo and
+browser tests).
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ class Script:
     end_after: int | None = None  # end the body cleanly after N tokens, no message_stop
     stop_reason: str = "end_turn"
     close_connection: bool = False  # refuse the request by closing the socket at once
+    # A NUL character (U+0000) at the end of every token of the reply. A `text` may hold
+    # NULs and lone surrogates too: they travel as the JSON escapes \u0000 and \ud800.
+    nul: bool = False
 
     @classmethod
     def from_directive(cls, text: str) -> Script | None:
@@ -371,7 +376,7 @@ class FakeGateway:
         payload: dict[str, Any],
         extra_headers: dict[str, str] | None = None,
     ) -> None:
-        data = json.dumps(payload).encode()
+        data = json.dumps(payload).encode()  # ASCII: NULs and surrogates as JSON escapes
         head = [
             f"HTTP/1.1 {status} Fake",
             "content-type: application/json",
@@ -406,13 +411,17 @@ class FakeGateway:
 
         def send(event: str, data: dict[str, Any] | str) -> None:
             payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-            chunk = f"event: {event}\ndata: {payload}\n\n".encode()
+            # A lone surrogate cannot be UTF-8: it goes as its JSON escape ("\ud800"), which
+            # is what backslashreplace writes. Everything else is plain UTF-8.
+            chunk = f"event: {event}\ndata: {payload}\n\n".encode("utf-8", "backslashreplace")
             writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
 
         model = body.get("model", DEMO_MODEL)
         input_tokens = _count_input(body)
         delay = self.token_delay if script.token_delay is None else script.token_delay
         tokens = TOKEN.findall(self._reply_text(body, script)) if not self.stamp else []
+        if script.nul:
+            tokens = [token + "\x00" for token in tokens]
         total = script.words if (self.stamp and script.words) else len(tokens)
         try:
             send(

@@ -1,4 +1,10 @@
-"""Forms for the conversation pages: validation with clear messages, no writes."""
+"""Forms for the conversation pages: validation with clear messages, no writes.
+
+Their text fields clean what a person typed (`conversations.text`: NUL removed, lone
+surrogates replaced) instead of refusing it as Django's `CharField` does ("Null characters
+are not allowed."): a NUL is invisible, so a person told about it could not find it to
+take it out. The admin's forms keep Django's refusal (see docs/configuration.md).
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,18 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from conversations.models import Conversation
+from conversations.text import clean
+
+
+class TextField(forms.CharField):
+    """A `CharField` that cleans text by the app's rule before validating it."""
+
+    def to_python(self, value: Any) -> str | None:
+        return super().to_python(clean(value) if isinstance(value, str) else value)
 
 
 class RenameForm(forms.Form):
-    title = forms.CharField(
+    title = TextField(
         label=_("Title"),
         max_length=200,
         strip=True,
@@ -24,12 +38,13 @@ class RenameForm(forms.Form):
 
 
 class SearchForm(forms.Form):
-    q = forms.CharField(
-        label=_("Search conversations"), required=False, max_length=10_000, strip=True
-    )
+    q = TextField(label=_("Search conversations"), required=False, max_length=10_000, strip=True)
 
 
 class ConversationSettingsForm(forms.ModelForm):
+    system_prompt = TextField(
+        label=_("System prompt"), required=False, widget=forms.Textarea(attrs={"rows": 5})
+    )
     model = forms.ChoiceField(label=_("Model"), required=False)
     temperature = forms.FloatField(
         label=_("Temperature"),
@@ -51,8 +66,6 @@ class ConversationSettingsForm(forms.ModelForm):
     class Meta:
         model = Conversation
         fields = ["system_prompt", "model", "temperature", "top_p", "max_tokens"]
-        labels = {"system_prompt": _("System prompt")}
-        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 5})}
 
     def __init__(self, *args: Any, model_choices: list[str], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -73,4 +86,3 @@ class ConversationSettingsForm(forms.ModelForm):
             help_text=_("1 to %(limit)d. Empty: %(default)d.")
             % {"limit": limit, "default": settings.CHAT_DEFAULT_MAX_TOKENS},
         )
-        self.fields["system_prompt"].required = False

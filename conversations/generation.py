@@ -7,13 +7,16 @@ checkpoints the partial text of all its generations together, at most once per i
 and renews their leases in the same write; a reply whose lease runs out belonged to a dead process.
 
 Closing a tab does not touch the generation. Stop cancels its task; the cancellation
-closes the upstream HTTP response and the `finally` saves what was generated.
+closes the upstream HTTP response and the `finally` saves what was generated. A final save
+the database refuses is tried again with less (see `save_reply`): the person saw the
+reply, so it is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +34,7 @@ from django.utils.translation import gettext as _
 from conversations import frames, layers, services, upstream
 from conversations.models import Conversation, Message
 from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, TurnStart
+from conversations.text import clean
 
 logger = logging.getLogger(__name__)
 
@@ -218,17 +222,10 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await services.call(services.finish_reply, self.plan, outcome)
+        frame = await save_reply(self.plan, outcome)
         if frame is None:
             return
         conversation = self.plan.conversation_public_id
-        try:
-            # The frame that ends the reply on every page is worth waiting for a layer that
-            # is coming back; a page that still misses it finds the stored reply by itself
-            # (consumers.ConversationConsumer follows a streaming reply, see `_follow`).
-            await layers.retrying(partial(services.broadcast, conversation, frame), "done")
-        except layers.LayerUnavailable:
-            pass
         if outcome.error_code and outcome.status == Message.Status.ERROR:
             error = frames.error(
                 outcome.error_code, outcome.error_message, self.plan.message_public_id
@@ -261,6 +258,83 @@ class Generation:
             logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
             return
         await services.call(services.set_generated_title, self.plan.conversation_id, title)
+
+
+async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
+    """The final save of a reply, and its `done` frame sent to the conversation. Returns
+    the frame, or None if the reply was final already or could not be saved.
+
+    Text is cleaned where it comes in, so the first try nearly always holds. If the
+    database refuses it all the same, the reply the person saw is not lost: it is saved
+    again with every text cleaned, then, if that fails too, with its answer and outcome
+    but without its thinking and search entries. Each failure is logged, and the page is
+    told what was left out with a `save_failed` error after the `done` frame.
+    """
+    frame, problem = await _save_reply(plan, outcome)
+    conversation = plan.conversation_public_id
+    if frame is not None:
+        try:
+            # The frame that ends the reply on every page is worth waiting for a layer that
+            # is coming back; a page that still misses it finds the stored reply by itself
+            # (consumers.ConversationConsumer follows a streaming reply, see `_follow`).
+            await layers.retrying(partial(services.broadcast, conversation, frame), "done")
+        except layers.LayerUnavailable:
+            pass
+    if problem:
+        error = frames.error("save_failed", problem, plan.message_public_id)
+        await layers.best_effort(partial(services.broadcast, conversation, error), "error")
+    return frame
+
+
+async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[dict[str, Any] | None, str]:
+    """`save_reply`'s tries: the `done` frame, and a sentence for the page ("" when
+    nothing of what it was shown was left out)."""
+    try:
+        return await services.call(services.finish_reply, plan, outcome), ""
+    except services.STORAGE_ERRORS:
+        logger.exception(
+            "The final save of %s failed; trying again with its text cleaned",
+            plan.message_public_id,
+        )
+    cleaned_plan = dataclasses.replace(
+        plan, question_text=clean(plan.question_text), first_title=clean(plan.first_title)
+    )
+    cleaned = dataclasses.replace(
+        outcome,
+        content=clean(outcome.content),
+        thinking=clean(outcome.thinking),
+        stop_reason=clean(outcome.stop_reason),
+        model=clean(outcome.model),
+        error_message=clean(outcome.error_message),
+    )
+    try:
+        frame = await services.call(services.finish_reply, cleaned_plan, cleaned)
+    except services.STORAGE_ERRORS:
+        logger.exception(
+            "The final save of %s failed again; saving it without thinking or search entries",
+            plan.message_public_id,
+        )
+    else:
+        if frame is None or (cleaned == outcome and cleaned_plan == plan):
+            return frame, ""  # the database failed once, then took it all: nothing lost
+        return frame, _(
+            "Characters that cannot be stored were removed from this reply when it was saved."
+        )
+    bare = dataclasses.replace(cleaned, thinking="")
+    try:
+        frame = await services.call(services.finish_reply, cleaned_plan, bare, index=False)
+    except services.STORAGE_ERRORS:
+        logger.exception("The final save of %s failed for good", plan.message_public_id)
+        return None, _(
+            "The server could not save this reply. After a reload, only the part saved "
+            "while it was being written remains."
+        )
+    if frame is None:
+        return None, ""
+    return frame, _(
+        "This reply was saved without its reasoning, and search will not find it: the "
+        "database refused them."
+    )
 
 
 class Registry:

@@ -9,6 +9,8 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from conversations.text import clean
+
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -21,7 +23,9 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Send:
-    content: Any  # checked by services.validate_content, the one place that knows the limits
+    # Checked and cleaned (NUL, lone surrogates) by services.validate_content, the one place
+    # that knows the rules for a message's text.
+    content: Any
     client_id: str = ""
 
 
@@ -38,7 +42,7 @@ class Regenerate:
 @dataclass(frozen=True)
 class Edit:
     message_id: str
-    content: Any
+    content: Any  # as in Send
 
 
 ClientFrame = Send | Stop | Regenerate | Edit
@@ -63,24 +67,12 @@ def decode(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> Any
 
 
 def _is_text(value: Any) -> bool:
-    """A string the database can store: JSON escapes such as "\\ud800" decode to lone
-    surrogates, which are not Unicode text and make UTF-8 encoders raise."""
+    """A string every database stores as it is (`conversations.text`): JSON escapes decode
+    to NULs ("\\u0000") and lone surrogates ("\\ud800") too. An id holding one is no id;
+    message content is cleaned instead, by `services.validate_content`."""
     if not isinstance(value, str):
         return True  # not a string at all: refused where its type is checked
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _content(value: dict[str, Any]) -> Any:
-    content = value["content"]
-    if not _is_text(content):
-        raise ProtocolError(
-            "invalid_content", _("The message contains characters that are not text.")
-        )
-    return content
+    return clean(value) == value
 
 
 def parse(value: Any) -> ClientFrame:
@@ -96,7 +88,7 @@ def parse(value: Any) -> ClientFrame:
             )
         if "content" not in value:
             raise ProtocolError("missing_content", _("A “send” frame needs “content”."))
-        return Send(content=_content(value), client_id=client_id)
+        return Send(content=value["content"], client_id=client_id)
     if kind == "stop":
         return Stop()
     if kind == "regenerate":
@@ -107,7 +99,7 @@ def parse(value: Any) -> ClientFrame:
             raise ProtocolError("invalid_message_id", _("An “edit” frame needs a “message_id”."))
         if "content" not in value:
             raise ProtocolError("missing_content", _("An “edit” frame needs “content”."))
-        return Edit(message_id=message_id, content=_content(value))
+        return Edit(message_id=message_id, content=value["content"])
     raise ProtocolError(
         "unknown_type",
         _("Unknown frame type. Use one of: send, stop, regenerate, edit."),

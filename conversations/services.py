@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -29,10 +29,18 @@ from django.utils.translation import gettext as _
 from conversations import credentials, crypto, frames, layers, limits, rows
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.search import segment
+from conversations.text import clean
 from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+# What a write can raise when the database refuses it or cannot take it: Django's wrapped
+# driver errors, and the UnicodeEncodeError both drivers raise (unwrapped) for text that is
+# not UTF-8. Text is cleaned where it comes in (`conversations.text`); these are caught
+# where a refused write must not end a socket or lose a reply.
+STORAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseError, UnicodeEncodeError)
 
 
 class ServiceError(Exception):
@@ -119,7 +127,7 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 # --- Conversations -----------------------------------------------------------------------
 def create_conversation(owner: AbstractBaseUser, *, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=title.strip()[:200])
+    return Conversation.objects.create(owner=owner, title=clean(title).strip()[:200])
 
 
 def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversation | None:
@@ -130,6 +138,8 @@ def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversat
 
 
 def rename_conversation(conversation: Conversation, title: Any) -> Conversation:
+    if isinstance(title, str):
+        title = clean(title)
     if not isinstance(title, str) or not title.strip():
         raise ServiceError("invalid_title", _("A title cannot be empty."))
     title = " ".join(title.split())
@@ -165,14 +175,14 @@ def update_settings(conversation: Conversation, **values: Any) -> Conversation:
             _("Unknown settings: %(names)s") % {"names": ", ".join(sorted(unknown))},
         )
     for name, value in values.items():
-        setattr(conversation, name, value)
+        setattr(conversation, name, clean(value) if isinstance(value, str) else value)
     conversation.save(update_fields=[*values, "updated_at"])
     return conversation
 
 
 def set_generated_title(conversation_id: int, title: str) -> Conversation | None:
     """A title summarised by the model; only replaces the automatic one (first words)."""
-    title = " ".join(title.split()).strip("\"'“”「」《》 ")[:80]
+    title = " ".join(clean(title).split()).strip("\"'“”「」《》 ")[:80]
     if not title:
         return None
     with transaction.atomic():
@@ -271,8 +281,11 @@ class TurnStart:
 
 
 def validate_content(content: Any) -> str:
+    """The text of a message a person sends, cleaned (`conversations.text`: NUL removed,
+    lone surrogates replaced), or a ServiceError saying why it cannot be sent."""
     if not isinstance(content, str):
         raise ServiceError("invalid_content", _("A message must be text."))
+    content = clean(content)
     if not content.strip():
         raise ServiceError("empty_message", _("Type a message before sending."))
     limit = settings.CHAT_MAX_MESSAGE_CHARS
@@ -572,31 +585,74 @@ def checkpoint(batch: list[Checkpoint], renew: list[int]) -> None:
     """Save partial replies and renew the leases of every running reply of this process.
 
     One call per process per interval, whatever the number of streams: the partial texts
-    are separate rows, the lease renewal is a single UPDATE.
+    are separate rows, the lease renewal is a single UPDATE. A row the database refuses
+    must not cost the others their checkpoint: then each row is saved on its own, its text
+    cleaned (see `_checkpoint_one_by_one`).
     """
     lease_until = timezone.now() + timedelta(seconds=settings.CHAT_LEASE_SECONDS)
+    try:
+        with transaction.atomic():
+            _save_checkpoints(batch, lease_until)
+            _renew_leases(set(renew) - {item.message_id for item in batch}, lease_until)
+        return
+    except STORAGE_ERRORS:
+        if not batch:
+            raise
+        logger.warning(
+            "The checkpoint of %d replies failed; saving them one by one",
+            len(batch),
+            exc_info=True,
+        )
+    _checkpoint_one_by_one(batch, renew, lease_until)
+
+
+def _save_checkpoints(batch: list[Checkpoint], lease_until: datetime) -> None:
+    if not batch:
+        return
+    # One prepared statement run for every row (executemany): with hundreds of streams,
+    # building an ORM UPDATE per row each second cost more than the writes. The status
+    # guard is per row, so a reply finished meanwhile is never overwritten.
+    db = rows.database()
+    sets = ", ".join(f"{rows.column(db, Message, name)} = %s" for name in CHECKPOINT_FIELDS)
+    lease = Message._meta.get_field("lease_expires_at").get_db_prep_save(lease_until, db)
+    streaming = Message.Status.STREAMING.value
+    with db.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {rows.table(db, Message)} SET {sets} {_streaming_reply(db)}",
+            [
+                (item.content, item.thinking, item.seq, lease, item.message_id, streaming)
+                for item in batch
+            ],
+        )
+
+
+def _renew_leases(message_ids: set[int], lease_until: datetime) -> None:
+    if message_ids:
+        Message.objects.filter(pk__in=message_ids, status=Message.Status.STREAMING).update(
+            lease_expires_at=lease_until
+        )
+
+
+def _checkpoint_one_by_one(
+    batch: list[Checkpoint], renew: list[int], lease_until: datetime
+) -> None:
+    """The slow way, after the batch failed: every row in a savepoint of its own, its text
+    cleaned. A row refused even so keeps its last checkpoint, and its lease is renewed
+    with the others' (the reply is alive; its final save tries again)."""
+    saved: set[int] = set()
     with transaction.atomic():
-        if batch:
-            # One prepared statement run for every row (executemany): with hundreds of
-            # streams, building an ORM UPDATE per row each second cost more than the writes.
-            # The status guard is per row, so a reply finished meanwhile is never overwritten.
-            db = rows.database()
-            sets = ", ".join(f"{rows.column(db, Message, name)} = %s" for name in CHECKPOINT_FIELDS)
-            lease = Message._meta.get_field("lease_expires_at").get_db_prep_save(lease_until, db)
-            streaming = Message.Status.STREAMING.value
-            with db.cursor() as cursor:
-                cursor.executemany(
-                    f"UPDATE {rows.table(db, Message)} SET {sets} {_streaming_reply(db)}",
-                    [
-                        (item.content, item.thinking, item.seq, lease, item.message_id, streaming)
-                        for item in batch
-                    ],
-                )
-        rest = set(renew) - {item.message_id for item in batch}
-        if rest:
-            Message.objects.filter(pk__in=rest, status=Message.Status.STREAMING).update(
-                lease_expires_at=lease_until
+        for item in batch:
+            cleaned = Checkpoint(
+                item.message_id, clean(item.content), clean(item.thinking), item.seq
             )
+            try:
+                with transaction.atomic():
+                    _save_checkpoints([cleaned], lease_until)
+            except STORAGE_ERRORS:
+                logger.exception("The checkpoint of reply %s failed", item.message_id)
+            else:
+                saved.add(item.message_id)
+        _renew_leases((set(renew) | {item.message_id for item in batch}) - saved, lease_until)
 
 
 @dataclass(frozen=True)
@@ -613,12 +669,14 @@ class Outcome:
     error_message: str = ""
 
 
-def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
+def finish_reply(plan: TurnPlan, outcome: Outcome, *, index: bool = True) -> dict[str, Any] | None:
     """The final save of a reply. Returns its `done` frame, or None if it was already final.
 
     The reply and the turn's new question are indexed for search in the same transaction,
-    with the automatic title the turn gave the conversation (`plan.first_title`). Nothing
-    is read back: the plan and the outcome hold everything the index and the frame need.
+    with the automatic title the turn gave the conversation (`plan.first_title`); without
+    `index` they are not (the last try of a save the database refused: see
+    `generation.save_reply`). Nothing is read back: the plan and the outcome hold
+    everything the index and the frame need.
     """
     fields: dict[str, Any] = {
         "status": outcome.status,
@@ -676,12 +734,13 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
                     content=plan.question_text,
                 )
             )
-        _index_new_messages(plan.owner_id, new, plan.first_title)
-        if reclaimed and outcome.content.strip():
-            # The reaper indexed the checkpoint's text: the whole reply replaces it.
-            SearchDocument.objects.filter(message_id=plan.message_id).update(
-                body=segment(outcome.content)
-            )
+        if index:
+            _index_new_messages(plan.owner_id, new, plan.first_title)
+            if reclaimed and outcome.content.strip():
+                # The reaper indexed the checkpoint's text: the whole reply replaces it.
+                SearchDocument.objects.filter(message_id=plan.message_id).update(
+                    body=segment(outcome.content)
+                )
     return frames.done(reply)
 
 
@@ -791,6 +850,8 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
 # --- Credentials -------------------------------------------------------------------------
 def save_credential(credential: ApiCredential) -> ApiCredential:
     """Store a credential edited in the admin (its key already set through `set_key`)."""
+    # The admin's form refuses a NUL already; a label set by other code is cleaned here.
+    credential.label = clean(credential.label)
     with transaction.atomic():
         credential.save()
     credential_changed(credential)
@@ -827,8 +888,12 @@ def set_api_key(
         ).order_by("-updated_at").first() or ApiCredential(user=user)
         credential.base_url = base_url
         credential.scheme = scheme
-        credential.default_model = model or credential.default_model or settings.CHAT_DEFAULT_MODEL
-        credential.label = label or credential.label
+        # From a command line, whose bytes Python decodes with surrogates where they are not
+        # UTF-8: cleaned like any text that is stored.
+        credential.default_model = (
+            clean(model) or credential.default_model or settings.CHAT_DEFAULT_MODEL
+        )
+        credential.label = clean(label) or credential.label
         credential.is_active = True
         credential.set_key(key)
         credential.full_clean(exclude=["key_encrypted"])

@@ -4,6 +4,10 @@ It keeps one `AsyncAnthropic` client per credential (connection reuse), always p
 credential explicitly, streams the reply as small typed events, and turns every failure
 (SDK errors *and* raw transport errors of a cut stream) into an `UpstreamError` with a
 stable code and a sentence a person understands.
+
+Every text the gateway sends (deltas, titles, model names, stop reasons, error details)
+leaves this module cleaned by `conversations.text.clean`: the page is shown, a snapshot
+holds and the database stores the same text, whichever database it is.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import anthropic
 import httpx2
 from django.conf import settings
 from django.utils.translation import gettext as _
+
+from conversations.text import clean
 
 logger = logging.getLogger(__name__)
 
@@ -249,23 +255,27 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
             if kind == "content_block_delta":
                 delta = event.delta
                 delta_type = getattr(delta, "type", None)
+                # A delta that was only a NUL is cleaned to nothing and not sent at all.
                 if delta_type == "text_delta" and delta.text:
                     started = True
-                    yield TextDelta(delta.text)
+                    if text := clean(delta.text):
+                        yield TextDelta(text)
                 elif delta_type == "thinking_delta" and getattr(delta, "thinking", ""):
                     started = True
-                    yield ThinkingDelta(delta.thinking)
+                    if thinking := clean(delta.thinking):
+                        yield ThinkingDelta(thinking)
                 # Signatures, tool input and unknown delta types are not shown.
             elif kind == "message_start":
                 message = event.message
                 usage = getattr(message, "usage", None)
                 input_tokens = getattr(usage, "input_tokens", None)
                 yield Started(
-                    model=getattr(message, "model", "") or request.model, input_tokens=input_tokens
+                    model=clean(getattr(message, "model", "") or request.model),
+                    input_tokens=input_tokens,
                 )
             elif kind == "message_delta":
                 usage = getattr(event, "usage", None)
-                stop_reason = getattr(event.delta, "stop_reason", None) or ""
+                stop_reason = clean(getattr(event.delta, "stop_reason", None) or "")
                 output_tokens = getattr(usage, "output_tokens", None)
                 usage_input = getattr(usage, "input_tokens", None)
                 pending_finish = Finished(
@@ -311,10 +321,12 @@ async def complete_text(
         message = await client.messages.create(**params, timeout=timeout)
     except Exception as exc:
         raise map_error(exc, model=request.model, started=False) from None
-    return "".join(
-        getattr(block, "text", "")
-        for block in message.content
-        if getattr(block, "type", "") == "text"
+    return clean(
+        "".join(
+            getattr(block, "text", "")
+            for block in message.content
+            if getattr(block, "type", "") == "text"
+        )
     )
 
 
@@ -343,7 +355,7 @@ def _error_from_body(body: bytes, *, model: str) -> UpstreamError:
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         status = _ERROR_TYPES.get(str(error.get("type")), 502)
-        return _for_status(status, model=model, detail=str(error.get("message", ""))[:300])
+        return _for_status(status, model=model, detail=clean(str(error.get("message", ""))[:300]))
     return UpstreamError(
         "malformed_response", _("The gateway sent a response this app cannot read.")
     )
@@ -442,7 +454,7 @@ def map_error(exc: BaseException, *, model: str, started: bool) -> UpstreamError
         status = exc.status_code
         detail = ""
         if error is not None:
-            detail = str(error.get("message", ""))[:300]
+            detail = clean(str(error.get("message", ""))[:300])
             # An SSE `error` event arrives inside a 200 response: its type tells the cause.
             if status < 400:
                 status = _ERROR_TYPES.get(str(error.get("type")), 502)

@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
 
 from conversations import generation, services, upstream
@@ -77,6 +78,44 @@ async def _fresh_async_state() -> AsyncIterator[None]:
     await upstream.close_clients()
     await layer.flush()
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)
+
+
+@pytest.fixture
+def refuse_writes(db: None) -> Iterator[Any]:
+    """`refuse(table, column, value)`: from then on the database itself refuses, with an
+    error of its own, every UPDATE of `table` that sets `column` to `value` (a trigger, on
+    SQLite and PostgreSQL alike). For the paths that must survive a write the database
+    refuses, without mocking the database."""
+    installed: list[tuple[str, str]] = []
+
+    def refuse(table: str, column: str, value: str) -> None:
+        name = f"test_refuse_{len(installed)}"
+        literal = "'" + value.replace("'", "''") + "'"
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW "
+                    f"WHEN (NEW.{column} = {literal}) "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END"
+                )
+            else:
+                cursor.execute(
+                    "CREATE OR REPLACE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql "
+                    "AS $$ BEGIN RAISE EXCEPTION 'refused by a test trigger'; END $$"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} FOR EACH ROW "
+                    f"WHEN (NEW.{column} = {literal}) EXECUTE FUNCTION test_refuse()"
+                )
+        installed.append((name, table))
+
+    yield refuse
+    with connection.cursor() as cursor:
+        for name, table in installed:
+            on = "" if connection.vendor == "sqlite" else f" ON {table}"
+            cursor.execute(f"DROP TRIGGER IF EXISTS {name}{on}")
+        if installed and connection.vendor != "sqlite":
+            cursor.execute("DROP FUNCTION IF EXISTS test_refuse()")
 
 
 def make_user(username: str, **extra: Any) -> Any:

@@ -44,6 +44,15 @@ def form_data(user: Any, **overrides: Any) -> dict[str, Any]:
     return {name: value for name, value in data.items() if value is not None}
 
 
+def test_a_label_with_a_nul_is_refused_with_a_sentence_and_nothing_is_stored(admin_client, alice):
+    # The admin keeps Django's refusal (the app's own forms clean instead): an administrator
+    # is told, and PostgreSQL is never asked to store a NUL.
+    response = admin_client.post(ADD_URL, form_data(alice, label="work\x00 key", api_key=KEY))
+    assert response.status_code == 200
+    assert "Null characters are not allowed." in response.content.decode()
+    assert not ApiCredential.objects.exists()
+
+
 def assert_no_plaintext(html: str, *keys: str) -> None:
     for key in keys:
         assert key not in html

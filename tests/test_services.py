@@ -98,3 +98,83 @@ def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(ali
     titles = SearchDocument.objects.filter(conversation=conversation, message=None)
     assert [d.body for d in titles] == [segment("Oceans")]
     assert SearchDocument.objects.filter(conversation=conversation).count() == 3
+
+
+# --- Text no database stores as it is (see conversations.text) ----------------------------
+def running_replies(user: Any, gateway: Any, count: int) -> list[Message]:
+    give_key(user, gateway, "sk-services")
+    return [
+        services.start_turn(user, services.create_conversation(user), f"q{n}").assistant_message
+        for n in range(count)
+    ]
+
+
+def test_a_checkpoint_row_the_database_refuses_does_not_cost_the_others_theirs(alice, gateway):
+    first, odd, last = running_replies(alice, gateway, 3)
+    Message.objects.update(lease_expires_at=timezone.now())
+    batch = [
+        services.Checkpoint(first.pk, "first partial", "", 4),
+        # PostgreSQL refuses the NUL, both databases' drivers the lone surrogate: the batch
+        # fails, then each row is saved on its own, cleaned.
+        services.Checkpoint(odd.pk, "odd\x00 partial \ud800", "a\x00 thought", 5),
+        services.Checkpoint(last.pk, "last partial", "", 6),
+    ]
+    services.checkpoint(batch, [first.pk, odd.pk, last.pk])
+    saved = [Message.objects.get(pk=reply.pk) for reply in (first, odd, last)]
+    assert [(m.content, m.thinking, m.seq) for m in saved] == [
+        ("first partial", "", 4),
+        ("odd partial \ufffd", "a thought", 5),
+        ("last partial", "", 6),
+    ]
+    assert all(m.lease_expires_at > timezone.now() + timedelta(seconds=1) for m in saved)
+
+
+def test_a_checkpoint_row_refused_even_cleaned_keeps_its_text_and_its_lease(
+    alice, gateway, refuse_writes
+):
+    refused, kept = running_replies(alice, gateway, 2)
+    Message.objects.update(lease_expires_at=timezone.now())
+    refuse_writes("conversations_message", "content", "refused by the database")
+    services.checkpoint(
+        [
+            services.Checkpoint(refused.pk, "refused by the database", "", 3),
+            services.Checkpoint(kept.pk, "kept partial", "", 3),
+        ],
+        [],
+    )
+    refused.refresh_from_db()
+    kept.refresh_from_db()
+    assert (refused.content, refused.seq) == ("", 0)
+    assert (kept.content, kept.seq) == ("kept partial", 3)
+    # The refused reply is alive: its lease is renewed all the same.
+    for reply in (refused, kept):
+        assert reply.lease_expires_at > timezone.now() + timedelta(seconds=1)
+
+
+def test_titles_settings_and_labels_are_stored_without_nul_or_lone_surrogates(alice, gateway):
+    conversation = services.create_conversation(alice, title="New\x00 chat")
+    assert conversation.title == "New chat"
+    services.rename_conversation(conversation, "Tea\x00 \udcff time")
+    services.update_settings(conversation, system_prompt="Be\x00 brief.", model="m\x00")
+    conversation.refresh_from_db()
+    assert (conversation.title, conversation.system_prompt, conversation.model) == (
+        "Tea \ufffd time",
+        "Be brief.",
+        "m",
+    )
+    assert SearchDocument.objects.get(conversation=conversation, message=None).body == segment(
+        "Tea \ufffd time"
+    )
+    with pytest.raises(services.ServiceError) as refused:
+        services.rename_conversation(conversation, "\x00 \x00")
+    assert refused.value.code == "invalid_title"
+
+    fresh = services.create_conversation(alice)
+    assert services.set_generated_title(fresh.pk, "\x00Scones\x00 and tea") is not None
+    fresh.refresh_from_db()
+    assert fresh.title == "Scones and tea"
+
+    # A command line's bytes that are not UTF-8 arrive as lone surrogates.
+    credential = give_key(alice, gateway, "sk-label", label="work\x00 key \udcff", model="hy\x00")
+    credential.refresh_from_db()
+    assert (credential.label, credential.default_model) == ("work key \ufffd", "hy")

@@ -148,9 +148,6 @@ async def test_a_client_that_slows_down_after_the_warning_is_served_again(alice,
             id="deep-content",
         ),
         pytest.param(
-            '{"type":"send","content":"\\ud800 broken"}', "invalid_content", id="surrogate"
-        ),
-        pytest.param(
             '{"type":"edit","message_id":"\\udfff","content":"x"}',
             "invalid_message_id",
             id="surrogate-id",

@@ -281,7 +281,7 @@ class ChatPage {
       return;
     }
     // A refused request: the typed text was not stored, give it back.
-    if (this.pending && ["empty_message", "message_too_long", "no_api_key", "generation_running", "invalid_content", "rate_limited", "quota_exceeded"].includes(frame.code)) {
+    if (this.pending && ["empty_message", "message_too_long", "no_api_key", "generation_running", "invalid_content", "rate_limited", "quota_exceeded", "database_error"].includes(frame.code)) {
       const article = this.log.querySelector(`article[data-client-id="${CSS.escape(this.pending.client_id)}"]`);
       if (article && !article.dataset.messageId) article.remove();
       if (!this.input.value) this.input.value = this.pending.content;
