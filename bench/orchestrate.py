@@ -172,6 +172,22 @@ def main(args: argparse.Namespace, started: float) -> int:
     if changed:
         results["code"]["changed_during_run"] = [str(Path(p).relative_to(ROOT)) for p in changed]
         log(f"WARNING: app code changed during the run: {changed}")
+    if only and RESULTS.exists():
+        # A partial run (development, or one new scenario): the other scenarios keep the
+        # figures of the last full run, and the report says which run each comes from.
+        previous = json.loads(RESULTS.read_text())
+        kept = {
+            k: v for k, v in previous.items() if k not in results and k not in ("partial", "errors")
+        }
+        results = {
+            **kept,
+            **results,
+            "partial": {
+                "scenarios": sorted(only),
+                "others_from": previous.get("partial", {}).get("others_from")
+                or previous.get("started_at"),
+            },
+        }
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     table = report.write(results)
     log("")

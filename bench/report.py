@@ -404,6 +404,12 @@ def header(results: dict[str, Any]) -> str:
         state += (
             " (**app code changed during the run**: " + ", ".join(code["changed_during_run"]) + ")"
         )
+    partial = results.get("partial")
+    if partial:
+        state += (
+            f"; this run measured only {', '.join(partial['scenarios'])}, the other rows are "
+            f"from the full run of {partial['others_from']}"
+        )
     return (
         f"Last run: {results['started_at']}, {state}, {results['runtime_seconds']:.0f} s, on "
         f"**{m['cpu_count']} cores** ({m['cpu_model']}), {memory_gb(m['memory_total'])} RAM, "
