@@ -202,12 +202,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if self.budget is not None and not self.budget.take():
             await self._refuse_flood(self.budget)
             return
+        client_id = None
         try:
             value = protocol.decode(text_data, bytes_data, max_bytes=settings.CHAT_MAX_FRAME_BYTES)
+            client_id = protocol.client_id_of(value)
             frame = protocol.parse(value)
             await self.dispatch_frame(frame)
         except (protocol.ProtocolError, ServiceError) as exc:
-            await self.send_json(frames.error(exc.code, exc.message))
+            # Echo the refused send's client_id: its page gives that text back to the person.
+            await self.send_json(frames.error(exc.code, exc.message, client_id=client_id))
 
     async def _refuse_flood(self, budget: FrameBudget) -> None:
         if budget.refused == 1:
