@@ -280,11 +280,16 @@ class ChatPage {
       }
       return;
     }
-    // A refused request: the typed text was not stored, give it back.
-    if (this.pending && ["empty_message", "message_too_long", "no_api_key", "generation_running", "invalid_content", "rate_limited", "quota_exceeded"].includes(frame.code)) {
+    // A refused request stored nothing. Whatever the reason, a refusal of the pending send
+    // gives its text back: the server echoes that send's client_id (a refusal naming none
+    // is of a frame it could not read, such as one dropped as too many frames).
+    if (this.pending && (!frame.client_id || frame.client_id === this.pending.client_id)) {
       const article = this.log.querySelector(`article[data-client-id="${CSS.escape(this.pending.client_id)}"]`);
       if (article && !article.dataset.messageId) article.remove();
-      if (!this.input.value) this.input.value = this.pending.content;
+      if (!this.input.value) {
+        this.input.value = this.pending.content;
+        localStorage.setItem(this.draftKey, this.input.value); // a draft again, kept on reload
+      }
       this.setPending(null);
       this.autosize();
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,19 @@ from tests.live import DaphneProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ASSISTANT = 'article[data-role="assistant"]'
+
+
+@pytest.fixture
+def limited_server(django_db_setup: None) -> Iterator[DaphneProcess]:
+    """A Daphne process of its own that allows 4 turns a minute (counted in its own cache)."""
+    process = DaphneProcess(
+        CHAT_UPSTREAM_RETRY_BACKOFF="0.05",
+        CHAT_RATE_LIMIT_PER_MINUTE="4",
+        CHAT_CHECKPOINT_INTERVAL="0.3",
+    )
+    process.start()
+    yield process
+    process.stop()
 
 
 def send(page: Page, text: str) -> None:
@@ -265,3 +279,44 @@ def _pick_user(page: Page, username: str) -> None:
     page.locator(".select2-selection").first.click()
     page.locator(".select2-search__field").fill(username)
     page.locator(".select2-results__option", has_text=username).first.click()
+
+
+def test_a_refused_send_gives_the_text_back_and_send_works_again(
+    limited_server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    page = open_new_chat(context, limited_server, chatter)
+    box = page.get_by_role("textbox", name="Message")
+    # Turns are counted per clock minute: start early enough for all five to fit in one.
+    seconds_left = 60 - time.time() % 60
+    if seconds_left < 25:
+        time.sleep(seconds_left + 0.5)
+    for n in range(1, 5):
+        send(page, f"Question {n}")
+        expect(page.locator(ASSISTANT)).to_have_count(n)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    send(page, "Question 5, one too many")
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_be_visible()
+    # Nothing was stored: the text is back in the composer, Send works, nothing hangs.
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.locator('article[data-status="sending"]')).to_have_count(0)
+    expect(page.locator('article[data-role="user"]')).to_have_count(4)
+    assert Message.objects.filter(role="user", conversation__owner=chatter).count() == 4
+
+    # The text given back is a draft again: a reload keeps it.
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.locator('article[data-role="user"]')).to_have_count(4)
+    # A refusal with no send pending (Regenerate is over the limit too) still says why.
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_have_count(0)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_be_visible()
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.locator(ASSISTANT)).to_have_count(4)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
