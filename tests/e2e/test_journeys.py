@@ -320,3 +320,47 @@ def test_a_refused_send_gives_the_text_back_and_send_works_again(
     expect(box).to_have_value("Question 5, one too many")
     expect(page.locator(ASSISTANT)).to_have_count(4)
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+
+def test_the_page_rides_out_server_restarts_and_a_message_written_offline_goes_once(
+    django_db_setup: None,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    # A process of its own to kill; a short lease, so the restarted one soon marks the
+    # reply the killed one was writing as interrupted.
+    process = DaphneProcess(CHAT_RATE_LIMIT_PER_MINUTE="0", CHAT_LEASE_SECONDS="1")
+    process.start()
+    try:
+        context, _ = browser_context
+        page = open_new_chat(context, process, chatter)
+        connection = page.locator("#connection")
+        gateway.enqueue(Script(words=2000, token_delay=0.01))
+        send(page, "Write until the server dies")
+        expect(last_reply(page)).to_contain_text("w20")
+        process.kill()
+        expect(connection).to_have_attribute("data-state", "offline")
+        process.start()
+        # Back: the page reloads the stored messages, where the reply is now interrupted.
+        expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(last_reply(page)).to_have_attribute("data-status", "interrupted")
+        expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+
+        # Written while offline: shown as sending, and sent once the socket is back.
+        process.kill()
+        expect(connection).to_have_attribute("data-state", "offline")
+        send(page, "Sent while offline")
+        question = page.locator('article[data-role="user"]').last
+        expect(question).to_have_attribute("data-status", "sending")
+        expect(page.get_by_role("button", name="Send")).to_be_disabled()
+        process.start()
+        expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(question).to_have_attribute("data-status", "complete")
+        expect(page.locator(ASSISTANT)).to_have_count(2)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+        expect(last_reply(page)).to_contain_text("offline demo model")
+        expect(page.get_by_role("button", name="Send")).to_be_enabled()
+        assert Message.objects.filter(role="user", content="Sent while offline").count() == 1
+    finally:
+        process.stop()
