@@ -76,12 +76,23 @@ def test_sign_in_chat_watch_the_reply_grow_and_find_it_after_reload(
     final = reply.locator(".message__body").inner_text()
     intermediate = sorted({n for n in lengths if 0 < n < len(final)})
     assert len(intermediate) >= 2, f"the reply did not grow visibly: {intermediate}"
+    live = [_shape(article) for article in page.locator("article").all()]
 
     page.reload()
     expect(page.locator("article")).to_have_count(2)
+    # Shown live or after a reload, the messages are the same markup (the model included).
+    assert [_shape(article) for article in page.locator("article").all()] == live
+    assert "SPAN.message__model" in live[1]
     expect(page.locator('article[data-role="user"]')).to_contain_text("Tell me about streaming")
     expect(last_reply(page)).to_contain_text("offline demo model")
     expect(page.get_by_role("log")).to_be_visible()
+
+
+def _shape(article: Any) -> str:
+    """The elements of a message, in order, by tag and class."""
+    return article.evaluate(
+        "a => [a, ...a.querySelectorAll('*')].map(e => `${e.tagName}.${e.className}`).join(' ')"
+    )
 
 
 def test_stop_mid_reply_then_send_again(
