@@ -258,12 +258,15 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         if self.budget is not None and not self.budget.take():
             await self._refuse_flood(self.budget)
             return
+        client_id = None
         try:
             value = protocol.decode(text_data, bytes_data, max_bytes=settings.CHAT_MAX_FRAME_BYTES)
+            client_id = protocol.client_id_of(value)
             frame = protocol.parse(value)
             await self.dispatch_frame(frame)
         except (protocol.ProtocolError, ServiceError) as exc:
-            await self.send_json(frames.error(exc.code, exc.message))
+            # Echo the refused send's client_id: its page gives that text back to the person.
+            await self.send_json(frames.error(exc.code, exc.message, client_id=client_id))
         except services.STORAGE_ERRORS:
             # The database refused or could not take this frame's work (its transaction
             # rolled back): an error frame, not a socket closed with 1011 that the page
@@ -273,6 +276,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 frames.error(
                     "database_error",
                     _("The server could not store this, so nothing was changed. Try again."),
+                    client_id=client_id,
                 )
             )
 

@@ -48,10 +48,16 @@ def done(msg: Message) -> dict[str, Any]:
     return frame
 
 
-def error(code: str, text: str, message_id: UUID | str | None = None) -> dict[str, Any]:
+def error(
+    code: str, text: str, message_id: UUID | str | None = None, *, client_id: str | None = None
+) -> dict[str, Any]:
+    """A failed reply (`message_id`) or a refused frame. A refusal echoes the refused frame's
+    `client_id`, so the page knows which of its sends to give back to the composer."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": text}
     if message_id is not None:
         frame["message_id"] = str(message_id)
+    if client_id:
+        frame["client_id"] = client_id
     return frame
 
 

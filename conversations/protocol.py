@@ -75,6 +75,16 @@ def _is_text(value: Any) -> bool:
     return clean(value) == value
 
 
+def client_id_of(value: Any) -> str | None:
+    """The `client_id` a decoded frame carries, if it is a valid one: a refusal of that
+    frame echoes it (however the frame is refused), and nothing invalid is echoed."""
+    if isinstance(value, dict):
+        client_id = value.get("client_id")
+        if isinstance(client_id, str) and CLIENT_ID.match(client_id):
+            return client_id
+    return None
+
+
 def parse(value: Any) -> ClientFrame:
     if not isinstance(value, dict):
         raise ProtocolError("invalid_frame", _("A frame must be a JSON object with a “type”."))

@@ -10,7 +10,7 @@ from channels.layers import DEFAULT_CHANNEL_LAYER, channel_layers
 from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
-from conversations import consumers, layers, services
+from conversations import consumers, layers, limits, services
 from conversations.fakegateway import Script
 from conversations.models import Conversation, Message
 from tests.conftest import (
@@ -175,6 +175,35 @@ async def test_bad_frames_get_an_error_and_change_nothing(alice, gateway, frame,
     await socket.send_json_to({"type": "send", "content": "still here?"})
     assert (await frames_until(socket, "done"))[-1]["status"] == "complete"
     await socket.disconnect()
+
+
+async def test_a_refused_send_echoes_its_client_id(alice, gateway, settings, monkeypatch):
+    # The page gives the refused text back to the composer: it must know which send it was.
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 1
+    monkeypatch.setattr(limits, "clock", lambda: 29_000_000 * 60.0 + 30)
+    await db(give_key)(alice, gateway, "sk-a")
+    conversation = await new_conversation(alice)
+    socket = await open_socket(alice, conversation.public_id)
+    await receive(socket)
+    await socket.send_json_to({"type": "send", "content": "first", "client_id": "c-1"})
+    await frames_until(socket, "done")
+
+    await socket.send_json_to({"type": "send", "content": "second", "client_id": "c-2"})
+    refused = await receive(socket)
+    assert refused["type"] == "error" and refused["code"] == "rate_limited_local"
+    assert refused["client_id"] == "c-2" and "message_id" not in refused
+    # Refused by the protocol, before any service ran: echoed too.
+    await socket.send_json_to({"type": "send", "content": 42, "client_id": "c-3"})
+    refused = await receive(socket)
+    assert (refused["code"], refused["client_id"]) == ("invalid_content", "c-3")
+    # A refusal of a frame without one (or with an invalid one) names none.
+    await socket.send_json_to({"type": "regenerate"})
+    assert "client_id" not in await receive(socket)
+    await socket.send_json_to({"type": "send", "content": "x", "client_id": "not valid"})
+    refused = await receive(socket)
+    assert refused["code"] == "invalid_client_id" and "client_id" not in refused
+    await socket.disconnect()
+    assert [m.content for m in await stored(conversation) if m.role == "user"] == ["first"]
 
 
 async def test_non_json_and_binary_frames_get_an_error(alice, gateway):

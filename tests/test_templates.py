@@ -3,6 +3,7 @@ readers rely on (the browser side is in tests/e2e/test_i18n_a11y.py)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -20,6 +21,11 @@ def page(user: Any, url: str = "/", **headers: str) -> str:
     response = client.get(url)
     assert response.status_code == 200
     return response.content.decode()
+
+
+def stored_messages(html: str) -> str:
+    """The page without its <template> of messages to come (it follows the log)."""
+    return html.split('<template id="message-template">')[0]
 
 
 def test_an_empty_list_and_the_home_page_say_what_to_do(alice: Any, gateway: Any) -> None:
@@ -90,10 +96,43 @@ def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
         error_code="overloaded",
         error_message="The model is overloaded right now. Try again in a minute.",
     )
-    html = page(alice, f"/c/{conversation.public_id}/")
+    html = stored_messages(page(alice, f"/c/{conversation.public_id}/"))
     assert 'data-status="error"' in html and "aria-busy" not in html
     assert '<p class="message__error" role="alert">' in html
     assert "The model is overloaded right now." in html
+
+
+def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> None:
+    conversation = services.create_conversation(alice)
+    conversation.messages.create(role="user", content="Hi")
+    url = f"/c/{conversation.public_id}/"
+    template = re.search(
+        r'<template id="message-template">(.*?)</template>', page(alice, url), re.S
+    ).group(1)
+    # One message of each role, not stored yet (no ids), as the script first adds it.
+    user, assistant, rest = template.split("</article>")
+    assert not rest.strip() and "data-message-id" not in template and ' id="m-' not in template
+    assert 'class="message message--user" data-role="user" data-status="complete">' in user
+    assert '<span class="message__author">You</span>' in user
+    assert 'data-role="assistant" data-status="streaming" aria-busy="true">' in assistant
+    assert '<span class="message__author">Assistant</span>' in assistant
+    # A reply's optional parts are there, empty, for the script to fill or drop; a
+    # question has none.
+    for part in (
+        '<span class="message__model"></span>',
+        '<details class="message__thinking" open><summary>Thinking</summary>'
+        '<div class="message__thinking-text"></div></details>',
+        '<div class="message__body message__body--plain"></div>',
+        '<p class="message__error" role="alert"><span class="message__error-code"></span> '
+        '<span class="message__error-text"></span></p>',
+    ):
+        assert part in assistant, part
+    for name in ("message__model", "message__thinking", "message__error"):
+        assert name not in user
+    # In the page's language, like the stored messages.
+    chinese = page(alice, url, HTTP_ACCEPT_LANGUAGE="zh-CN")
+    template = chinese.split('<template id="message-template">')[1]
+    assert "<summary>思考过程</summary>" in template and ">助手</span>" in template
 
 
 def test_the_login_page_says_who_to_ask_for_an_account(db: None) -> None:

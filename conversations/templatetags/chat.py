@@ -10,3 +10,10 @@ register = template.Library()
 def markdown(text: str) -> SafeString:
     # render_markdown sanitises with nh3: its output is safe by construction.
     return mark_safe(render_markdown(text))
+
+
+@register.simple_tag
+def message_prototypes() -> list[dict[str, str]]:
+    """The messages the chat page's <template> holds: one of each role, as the script first
+    adds it (a question just sent, a reply that starts streaming)."""
+    return [{"role": "user", "status": "complete"}, {"role": "assistant", "status": "streaming"}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +20,19 @@ from tests.live import DaphneProcess
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ASSISTANT = 'article[data-role="assistant"]'
+
+
+@pytest.fixture
+def limited_server(django_db_setup: None) -> Iterator[DaphneProcess]:
+    """A Daphne process of its own that allows 4 turns a minute (counted in its own cache)."""
+    process = DaphneProcess(
+        CHAT_UPSTREAM_RETRY_BACKOFF="0.05",
+        CHAT_RATE_LIMIT_PER_MINUTE="4",
+        CHAT_CHECKPOINT_INTERVAL="0.3",
+    )
+    process.start()
+    yield process
+    process.stop()
 
 
 def send(page: Page, text: str) -> None:
@@ -62,12 +76,23 @@ def test_sign_in_chat_watch_the_reply_grow_and_find_it_after_reload(
     final = reply.locator(".message__body").inner_text()
     intermediate = sorted({n for n in lengths if 0 < n < len(final)})
     assert len(intermediate) >= 2, f"the reply did not grow visibly: {intermediate}"
+    live = [_shape(article) for article in page.locator("article").all()]
 
     page.reload()
     expect(page.locator("article")).to_have_count(2)
+    # Shown live or after a reload, the messages are the same markup (the model included).
+    assert [_shape(article) for article in page.locator("article").all()] == live
+    assert "SPAN.message__model" in live[1]
     expect(page.locator('article[data-role="user"]')).to_contain_text("Tell me about streaming")
     expect(last_reply(page)).to_contain_text("offline demo model")
     expect(page.get_by_role("log")).to_be_visible()
+
+
+def _shape(article: Any) -> str:
+    """The elements of a message, in order, by tag and class."""
+    return article.evaluate(
+        "a => [a, ...a.querySelectorAll('*')].map(e => `${e.tagName}.${e.className}`).join(' ')"
+    )
 
 
 def test_stop_mid_reply_then_send_again(
@@ -113,6 +138,54 @@ def test_an_upstream_error_is_explained_and_a_retry_works(
     expect(last_reply(page)).to_have_attribute("data-status", "complete")
     expect(last_reply(page)).to_contain_text("offline demo model")
     expect(page.locator(ASSISTANT)).to_have_count(1)
+
+
+# Loaded before the page's scripts: the page's socket loses the delta with seq 5, once, as
+# a channel layer over capacity would drop it.
+DROP_ONE_DELTA = """(() => {
+    const Native = window.WebSocket;
+    window.__dropped = 0;
+    window.WebSocket = class extends Native {
+        addEventListener(type, listener, options) {
+            if (type !== "message") return super.addEventListener(type, listener, options);
+            return super.addEventListener(type, (event) => {
+                const frame = JSON.parse(event.data);
+                if (frame.type === "delta" && frame.seq === 5 && !window.__dropped) {
+                    window.__dropped = 1;
+                    return;
+                }
+                listener(event);
+            }, options);
+        }
+    };
+})();"""
+
+
+def test_a_lost_delta_makes_the_page_start_over_from_the_servers_text(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    context.add_init_script(DROP_ONE_DELTA)
+    page = open_new_chat(context, server, chatter)
+    reloads: list[str] = []
+    page.on("request", lambda r: reloads.append(r.url) if r.url.endswith("/messages/") else None)
+    whole = " ".join(f"w{i}" for i in range(1, 301))
+    gateway.enqueue(Script(words=300, token_delay=0.01))
+    send(page, "Count slowly")
+    body = last_reply(page).locator(".message__body")
+    # While it is written, the reply is always a beginning of the whole: never a hole.
+    seen: list[str] = []
+    while last_reply(page).get_attribute("data-status") != "complete":
+        seen.append(body.inner_text())
+        page.wait_for_timeout(50)
+    assert page.evaluate("window.__dropped") == 1
+    assert reloads, "the page did not reload the stored messages after the gap"
+    assert all(whole.startswith(text.strip()) for text in seen), seen
+    assert len({text for text in seen if text}) > 3  # it was seen growing
+    expect(body).to_have_text(whole)
 
 
 def test_search_open_rename_export_and_delete(
@@ -265,3 +338,88 @@ def _pick_user(page: Page, username: str) -> None:
     page.locator(".select2-selection").first.click()
     page.locator(".select2-search__field").fill(username)
     page.locator(".select2-results__option", has_text=username).first.click()
+
+
+def test_a_refused_send_gives_the_text_back_and_send_works_again(
+    limited_server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    page = open_new_chat(context, limited_server, chatter)
+    box = page.get_by_role("textbox", name="Message")
+    # Turns are counted per clock minute: start early enough for all five to fit in one.
+    seconds_left = 60 - time.time() % 60
+    if seconds_left < 25:
+        time.sleep(seconds_left + 0.5)
+    for n in range(1, 5):
+        send(page, f"Question {n}")
+        expect(page.locator(ASSISTANT)).to_have_count(n)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+    send(page, "Question 5, one too many")
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_be_visible()
+    # Nothing was stored: the text is back in the composer, Send works, nothing hangs.
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.locator('article[data-status="sending"]')).to_have_count(0)
+    expect(page.locator('article[data-role="user"]')).to_have_count(4)
+    assert Message.objects.filter(role="user", conversation__owner=chatter).count() == 4
+
+    # The text given back is a draft again: a reload keeps it.
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.locator('article[data-role="user"]')).to_have_count(4)
+    # A refusal with no send pending (Regenerate is over the limit too) still says why.
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_have_count(0)
+    page.get_by_role("button", name="Regenerate").click()
+    expect(page.get_by_role("alert").filter(has_text="too quickly")).to_be_visible()
+    expect(box).to_have_value("Question 5, one too many")
+    expect(page.locator(ASSISTANT)).to_have_count(4)
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+
+
+def test_the_page_rides_out_server_restarts_and_a_message_written_offline_goes_once(
+    django_db_setup: None,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    # A process of its own to kill; a short lease, so the restarted one soon marks the
+    # reply the killed one was writing as interrupted.
+    process = DaphneProcess(CHAT_RATE_LIMIT_PER_MINUTE="0", CHAT_LEASE_SECONDS="1")
+    process.start()
+    try:
+        context, _ = browser_context
+        page = open_new_chat(context, process, chatter)
+        connection = page.locator("#connection")
+        gateway.enqueue(Script(words=2000, token_delay=0.01))
+        send(page, "Write until the server dies")
+        expect(last_reply(page)).to_contain_text("w20")
+        process.kill()
+        expect(connection).to_have_attribute("data-state", "offline")
+        process.start()
+        # Back: the page reloads the stored messages, where the reply is now interrupted.
+        expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(last_reply(page)).to_have_attribute("data-status", "interrupted")
+        expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+
+        # Written while offline: shown as sending, and sent once the socket is back.
+        process.kill()
+        expect(connection).to_have_attribute("data-state", "offline")
+        send(page, "Sent while offline")
+        question = page.locator('article[data-role="user"]').last
+        expect(question).to_have_attribute("data-status", "sending")
+        expect(page.get_by_role("button", name="Send")).to_be_disabled()
+        process.start()
+        expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(question).to_have_attribute("data-status", "complete")
+        expect(page.locator(ASSISTANT)).to_have_count(2)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+        expect(last_reply(page)).to_contain_text("offline demo model")
+        expect(page.get_by_role("button", name="Send")).to_be_enabled()
+        assert Message.objects.filter(role="user", content="Sent while offline").count() == 1
+    finally:
+        process.stop()

@@ -1,0 +1,191 @@
+// The composer: typing (an Enter that picks an input-method candidate is not a send; the box
+// grows with the text; a draft per conversation), the one send in flight, Stop and
+// Regenerate. A send stays pending, in sessionStorage so a reload keeps it too, until the
+// server stores it (a `message` with its client_id) or refuses it (an `error` echoing
+// that client_id). After a reconnect it goes again with the same client_id, which the
+// server stores at most once.
+import { gettext } from "./i18n.js";
+import { hideNotice, showNotice } from "./notice.js";
+
+// Past this height the box scrolls: the page keeps room for the conversation.
+const MAX_HEIGHT_PX = 320;
+const DRAFT_SAVE_DELAY_MS = 300;
+
+function newClientId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export class Composer {
+  constructor({ conversationId, connection, messages, isStreaming, refreshPage }) {
+    this.connection = connection;
+    this.messages = messages;
+    this.isStreaming = isStreaming;
+    this.refreshPage = refreshPage;
+    this.form = document.getElementById("composer");
+    this.input = document.getElementById("composer-input");
+    this.sendButton = document.getElementById("send");
+    this.stopButton = document.getElementById("stop");
+    this.regenerateButton = document.getElementById("regenerate");
+    this.draftKey = `draft:${conversationId}`;
+    this.pendingKey = `pending:${conversationId}`;
+    this.pending = this.loadPending(); // {client_id, content}: sent, not yet stored or refused
+    this.composing = false;
+    const draft = localStorage.getItem(this.draftKey);
+    if (draft && !this.input.value) this.input.value = draft;
+    this.autosize();
+    this.bind();
+  }
+
+  bind() {
+    this.form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.submit();
+    });
+    // Never send while an input method is composing (Chinese, Japanese, ...): the Enter
+    // that picks a candidate is not a send. Browsers flag it with isComposing or keyCode
+    // 229; the composition events cover those that do neither.
+    this.input.addEventListener("compositionstart", () => { this.composing = true; });
+    this.input.addEventListener("compositionend", () => { this.composing = false; });
+    this.input.addEventListener("keydown", (event) => {
+      if (event.isComposing || event.keyCode === 229 || this.composing) return;
+      if (event.key === "Enter" && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        this.submit();
+      }
+    });
+    this.input.addEventListener("input", () => {
+      this.autosize();
+      this.saveDraftSoon();
+    });
+    this.stopButton.addEventListener("click", () => this.stop());
+    this.regenerateButton.addEventListener("click", () => this.regenerate());
+    // The Retry button in a failed reply's alert does what Regenerate does.
+    this.messages.log.addEventListener("click", (event) => {
+      if (event.target.closest("[data-retry]")) this.regenerate();
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && this.isStreaming()) {
+        event.preventDefault();
+        this.stop();
+      }
+    });
+  }
+
+  submit() {
+    const content = this.input.value;
+    if (!content.trim()) return;
+    if (this.isStreaming() || this.pending) {
+      showNotice(gettext("A reply is still being written. Wait for it to finish or press Stop."));
+      return;
+    }
+    hideNotice();
+    const clientId = newClientId();
+    this.setPending({ client_id: clientId, content });
+    this.messages.append({ role: "user", status: "sending", content, client_id: clientId });
+    this.input.value = "";
+    localStorage.removeItem(this.draftKey);
+    this.autosize();
+    // Not connected: it goes when the socket is back (resendPending).
+    this.connection.send({ type: "send", content, client_id: clientId });
+    this.refreshPage();
+    this.messages.scrollToBottom(true);
+    this.input.focus();
+  }
+
+  // On every new connection (its `state` frame), once.
+  resendPending() {
+    if (!this.pending) return;
+    const article = this.messages.findSent(this.pending.client_id);
+    if (article && article.dataset.messageId) {
+      // Stored meanwhile (the reloaded list has it).
+      this.setPending(null);
+      return;
+    }
+    if (!article) {
+      this.messages.append({ role: "user", status: "sending", content: this.pending.content, client_id: this.pending.client_id });
+    }
+    this.connection.send({ type: "send", content: this.pending.content, client_id: this.pending.client_id });
+  }
+
+  acknowledge(clientId) {
+    if (clientId && this.pending && this.pending.client_id === clientId) this.setPending(null);
+  }
+
+  // A refused request (an `error` without message_id). If it refused the pending send, give
+  // the text back, whatever the reason: nothing was stored. The server echoes the refused
+  // send's client_id; a refusal naming none is of a frame it could not read (too many
+  // frames, too large), which while a send is pending is taken to be that send.
+  refused(frame) {
+    const pending = this.pending;
+    if (!pending || (frame.client_id && frame.client_id !== pending.client_id)) return;
+    const article = this.messages.findSent(pending.client_id);
+    if (article && !article.dataset.messageId) article.remove();
+    // Text typed since is not overwritten.
+    if (!this.input.value) {
+      this.input.value = pending.content;
+      this.saveDraft(); // a draft again, kept on reload
+    }
+    this.setPending(null);
+    this.autosize();
+  }
+
+  stop() {
+    if (!this.connection.send({ type: "stop" })) showNotice(gettext("Not connected. Try again in a moment."));
+    this.input.focus();
+  }
+
+  regenerate() {
+    hideNotice();
+    if (!this.connection.send({ type: "regenerate" })) showNotice(gettext("Not connected. Try again in a moment."));
+    // The button disappears while the new reply is written: keep the focus somewhere useful.
+    this.input.focus();
+  }
+
+  // Send, Stop and Regenerate, for the reply being written (or not) and the last message.
+  refresh(streaming) {
+    this.stopButton.hidden = !streaming;
+    this.sendButton.disabled = streaming || Boolean(this.pending);
+    const last = this.messages.last();
+    const answered = last && last.dataset.role === "assistant";
+    // A question without an answer (its reply failed to start): offer to answer it.
+    const unanswered = last && last.dataset.role === "user" && last.dataset.messageId && !this.pending;
+    this.regenerateButton.hidden = streaming || !(answered || unanswered);
+  }
+
+  autosize() {
+    // Grow with the text, up to a cap (then the textarea scrolls).
+    const el = this.input;
+    // At the cap and still overflowing: nothing changes, and skipping the reset saves a
+    // second layout per keystroke in a long (pasted) text.
+    if (el.offsetHeight >= MAX_HEIGHT_PX && el.scrollHeight > el.clientHeight) return;
+    el.style.height = "auto";
+    el.style.height = `${Math.min(el.scrollHeight, MAX_HEIGHT_PX)}px`;
+  }
+
+  saveDraftSoon() {
+    // After a pause in typing, not on every keystroke.
+    clearTimeout(this.draftTimer);
+    this.draftTimer = setTimeout(() => this.saveDraft(), DRAFT_SAVE_DELAY_MS);
+  }
+
+  saveDraft() {
+    clearTimeout(this.draftTimer);
+    if (this.input.value) localStorage.setItem(this.draftKey, this.input.value);
+    else localStorage.removeItem(this.draftKey);
+  }
+
+  loadPending() {
+    try {
+      return JSON.parse(sessionStorage.getItem(this.pendingKey) || "null");
+    } catch {
+      return null;
+    }
+  }
+
+  setPending(value) {
+    this.pending = value;
+    if (value) sessionStorage.setItem(this.pendingKey, JSON.stringify(value));
+    else sessionStorage.removeItem(this.pendingKey);
+  }
+}

@@ -1,0 +1,106 @@
+// The conversation's websocket (protocol v1, docs/protocol.md). The server is the source of
+// truth: after any doubt (a dropped socket, a lost frame) the page reloads the stored
+// messages, then reconnects, and the socket's first frame (`state`) brings the exact text
+// of a reply still being written.
+import { gettext } from "./i18n.js";
+
+const MIN_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 10000;
+const CLOSE_NOT_SIGNED_IN = 4401;
+const CLOSE_NOT_FOUND = 4404;
+
+export class Connection {
+  constructor({ conversationId, messagesUrl, onFrame, onMessages }) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.url = `${scheme}://${location.host}/ws/conversations/${conversationId}/`;
+    this.messagesUrl = messagesUrl;
+    this.onFrame = onFrame;
+    this.onMessages = onMessages; // the rendered message list, as HTML
+    this.indicator = document.getElementById("connection");
+    this.socket = null;
+    this.backoff = MIN_BACKOFF_MS;
+  }
+
+  connect() {
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    this.show("connecting", gettext("Connecting…"));
+    // A socket given up on (see resync) may still deliver or close: only the current counts.
+    socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return;
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      this.onFrame(frame);
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (event.code === CLOSE_NOT_SIGNED_IN) {
+        this.show("offline", gettext("Signed out"));
+        location.assign(`/accounts/login/?next=${encodeURIComponent(location.pathname)}`);
+      } else if (event.code === CLOSE_NOT_FOUND) {
+        this.show("offline", gettext("Conversation not found"));
+      } else {
+        this.reconnectLater();
+      }
+    });
+  }
+
+  // The server answered (its `state` frame): the next failure starts from the shortest wait.
+  online() {
+    this.backoff = MIN_BACKOFF_MS;
+    this.show("online", gettext("Connected"));
+  }
+
+  // True if the frame went out; a send that did not is resent by the composer on `state`.
+  send(frame) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  // Start over from the server's truth now: a frame was lost, or a reply shown as being
+  // written is not.
+  resync() {
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close();
+    this.reload();
+  }
+
+  reconnectLater() {
+    this.show("offline", gettext("Reconnecting…"));
+    // Jittered and doubling: the pages of a restarted server do not all return at once.
+    const delay = this.backoff * (0.75 + Math.random() * 0.5);
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    setTimeout(() => this.reload(), delay);
+  }
+
+  async reload() {
+    // The stored messages first (anything that finished while we were away), then the socket.
+    try {
+      const response = await fetch(this.messagesUrl, { credentials: "same-origin" });
+      // Deleted, or signed out (sent to the sign-in page, which answers 200): the page
+      // itself says so.
+      if (response.status === 404 || response.redirected) {
+        location.reload();
+        return;
+      }
+      if (response.ok) this.onMessages(await response.text());
+    } catch {
+      // Offline: the socket below fails too, and its close schedules the next try.
+    }
+    this.connect();
+  }
+
+  show(state, label) {
+    this.indicator.dataset.state = state;
+    this.indicator.textContent = label;
+  }
+}

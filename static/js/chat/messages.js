@@ -1,0 +1,176 @@
+// The message list (#log): finds, adds and updates the articles of messages. Their markup is
+// the server's: a new message is a clone from <template id="message-template">, which
+// chat.html renders with the partial of the stored messages (_message.html), so a message
+// shown live and the same message after a reload are the same markup.
+import { decorate, localiseTimes } from "./decorate.js";
+import { gettext } from "./i18n.js";
+
+// Within this distance of the end, the list follows a growing reply.
+const STICK_PX = 80;
+
+export class MessageList {
+  constructor(log, template) {
+    this.log = log;
+    this.prototypes = template.content;
+    this.announcer = document.getElementById("announcer");
+    // A person who opens or folds a reasoning block decides from then on, not the stream.
+    log.addEventListener("click", (event) => {
+      const summary = event.target.closest(".message__thinking > summary");
+      if (summary) summary.parentElement.dataset.userToggled = "1";
+    });
+  }
+
+  find(id) {
+    return id ? this.log.querySelector(`article[data-message-id="${CSS.escape(id)}"]`) : null;
+  }
+
+  // The article of one's own send, found by the client_id it went with.
+  findSent(clientId) {
+    return this.log.querySelector(`article[data-client-id="${CSS.escape(clientId)}"]`);
+  }
+
+  last() {
+    const articles = this.log.querySelectorAll("article");
+    return articles[articles.length - 1] || null;
+  }
+
+  identify(article, id) {
+    article.dataset.messageId = id;
+    article.id = `m-${id}`;
+  }
+
+  // A new message ({id?, role, status, content, client_id?}) at the end of the list.
+  append(message) {
+    const article = this.prototypes.querySelector(`article[data-role="${message.role}"]`).cloneNode(true);
+    // A reply's optional parts arrive with the frames that fill them (setModel, thinking,
+    // showError), each cloned from the template again.
+    article.querySelectorAll(".message__model, .message__thinking, .message__error").forEach((part) => part.remove());
+    if (message.id) this.identify(article, message.id);
+    if (message.client_id) article.dataset.clientId = message.client_id;
+    article.querySelector("time").dateTime = new Date().toISOString();
+    localiseTimes(article);
+    this.body(article).textContent = message.content || "";
+    this.log.append(article);
+    this.setStatus(article, message.status);
+    document.getElementById("log-empty")?.setAttribute("hidden", "");
+    return article;
+  }
+
+  replyPart(selector) {
+    return this.prototypes.querySelector(`article[data-role="assistant"] ${selector}`).cloneNode(true);
+  }
+
+  body(article) {
+    return article.querySelector(".message__body");
+  }
+
+  // The element holding a reply's reasoning, its (folded) block added on first use.
+  thinking(article) {
+    let text = article.querySelector(".message__thinking-text");
+    if (!text) {
+      const details = this.replyPart(".message__thinking");
+      details.open = false;
+      this.body(article).before(details);
+      text = details.querySelector(".message__thinking-text");
+    }
+    return text;
+  }
+
+  setModel(article, model) {
+    if (!model) return;
+    let label = article.querySelector(".message__model");
+    if (!label) {
+      label = this.replyPart(".message__model");
+      article.querySelector(".message__author").after(label);
+    }
+    label.textContent = model;
+  }
+
+  setStatus(article, status) {
+    article.dataset.status = status;
+    const labels = {
+      streaming: gettext("writing…"),
+      sending: gettext("sending…"),
+      stopped: gettext("stopped"),
+      error: gettext("failed"),
+      interrupted: gettext("interrupted"),
+    };
+    article.querySelector("[data-status-label]").textContent = labels[status] || "";
+    // A reply being written is busy, and the log stops being a live region until it is
+    // done: a finished reply is announced once, by `announce`, not token by token.
+    if (status === "streaming") article.setAttribute("aria-busy", "true");
+    else article.removeAttribute("aria-busy");
+    this.updateLiveRegion();
+  }
+
+  showError(article, code, text) {
+    const alert = this.replyPart(".message__error");
+    alert.querySelector(".message__error-code").textContent = code;
+    alert.querySelector(".message__error-text").textContent = text;
+    article.append(alert);
+  }
+
+  // The stored messages, rendered by the server (after a reconnect or a lost frame).
+  replace(html) {
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    this.log.querySelectorAll("article").forEach((article) => article.remove());
+    this.log.append(template.content);
+    decorate(this.log);
+  }
+
+  // What follows from the list: its empty state, the one Retry button, the live region.
+  refresh(streaming) {
+    const last = this.last();
+    document.getElementById("log-empty")?.toggleAttribute("hidden", Boolean(last));
+    this.refreshRetry(streaming ? null : last);
+    this.updateLiveRegion();
+  }
+
+  refreshRetry(last) {
+    // Retry sits in the alert of the last reply, if that reply failed; nowhere else.
+    const failed = last && last.dataset.role === "assistant" && ["error", "interrupted"].includes(last.dataset.status);
+    this.log.querySelectorAll("[data-retry]").forEach((button) => {
+      if (!failed || !last.contains(button)) button.remove();
+    });
+    if (!failed) return;
+    const alert = last.querySelector(".message__error");
+    if (!alert || alert.querySelector("[data-retry]")) return;
+    // Built here, not in the template: without the script it could do nothing.
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "button button--small message__retry";
+    button.dataset.retry = "";
+    button.textContent = gettext("Retry");
+    alert.append(" ", button);
+  }
+
+  showsAReplyBeingWritten() {
+    return Boolean(this.log.querySelector('article[data-status="streaming"]'));
+  }
+
+  updateLiveRegion() {
+    this.log.setAttribute("aria-live", this.showsAReplyBeingWritten() ? "off" : "polite");
+  }
+
+  announce(status) {
+    // One sentence per reply for screen readers. Failures announce themselves through
+    // their role="alert".
+    const sentences = { complete: gettext("Reply complete."), stopped: gettext("Reply stopped.") };
+    const sentence = sentences[status];
+    if (!sentence || !this.announcer) return;
+    this.announcer.textContent = "";
+    // A new text node on the next frame: announced even if it is the same sentence again.
+    requestAnimationFrame(() => { this.announcer.textContent = sentence; });
+  }
+
+  isNearBottom() {
+    const el = this.log;
+    return el.scrollHeight - el.scrollTop - el.clientHeight < STICK_PX;
+  }
+
+  scrollToBottom(force = false) {
+    // Follow the reply unless the person scrolled up to read.
+    if (force || this.isNearBottom()) this.log.scrollTop = this.log.scrollHeight;
+  }
+}

@@ -1,0 +1,170 @@
+// Applies the server's frames to the page. It keeps the `seq` of the reply being written:
+// frames already shown are skipped, and a gap (channel layers drop frames under pressure)
+// starts over from the server's text instead of showing a reply with a hole in it.
+import { decorate } from "./decorate.js";
+import { showNotice } from "./notice.js";
+
+export class Stream {
+  constructor({ messages, connection, composer, refreshPage, showTitle }) {
+    this.messages = messages;
+    this.connection = connection;
+    this.composer = composer;
+    this.refreshPage = refreshPage;
+    this.showTitle = showTitle;
+    this.streaming = null; // {id, seq} of the reply being written
+  }
+
+  isStreaming() {
+    return this.streaming !== null;
+  }
+
+  apply(frame) {
+    switch (frame.type) {
+      case "state":
+        this.onState(frame.generation);
+        break;
+      case "message":
+        this.onMessage(frame.message);
+        break;
+      case "delta":
+      case "thinking":
+        this.onDelta(frame);
+        break;
+      case "done":
+        this.onDone(frame);
+        break;
+      case "error":
+        this.onError(frame);
+        break;
+      case "superseded":
+        for (const id of frame.message_ids) this.messages.find(id)?.remove();
+        this.refreshPage();
+        break;
+      case "conversation":
+        this.showTitle(frame.conversation.title);
+        break;
+      case "deleted":
+        location.assign("/");
+        break;
+      default:
+        // Unknown frame types are ignored: newer servers may add some.
+        break;
+    }
+  }
+
+  onState(generation) {
+    this.connection.online();
+    this.streaming = null;
+    if (generation) {
+      const article = this.messages.find(generation.message_id) || this.messages.append({
+        id: generation.message_id, role: "assistant", status: "streaming", content: "",
+      });
+      this.streaming = { id: generation.message_id, seq: generation.seq };
+      this.messages.setStatus(article, "streaming");
+      this.messages.body(article).textContent = generation.text;
+      if (generation.thinking) {
+        const text = this.messages.thinking(article);
+        text.textContent = generation.thinking;
+        // Still thinking (no answer yet): show it; otherwise it stays folded.
+        const details = text.closest("details");
+        if (!details.dataset.userToggled) details.open = !generation.text;
+      }
+    } else if (this.messages.showsAReplyBeingWritten()) {
+      // Nothing is being written, yet the page shows a reply as if: it missed the end.
+      this.connection.resync();
+      return;
+    }
+    this.composer.resendPending();
+    this.refreshPage();
+    this.messages.scrollToBottom();
+  }
+
+  onMessage(message) {
+    let article = this.messages.find(message.id);
+    if (!article && message.client_id) {
+      // One's own send, now stored: the article shown while sending gets its id.
+      article = this.messages.findSent(message.client_id);
+      if (article) this.messages.identify(article, message.id);
+    }
+    this.composer.acknowledge(message.client_id);
+    if (message.role === "assistant" && message.status === "streaming") {
+      this.streaming = { id: message.id, seq: 0 };
+    }
+    if (!article) article = this.messages.append(message);
+    this.messages.setStatus(article, message.status);
+    this.refreshPage();
+    this.messages.scrollToBottom();
+  }
+
+  onDelta(frame) {
+    if (!this.streaming || this.streaming.id !== frame.message_id) {
+      // A late frame of a reply already finished here is harmless; of one never seen, not.
+      if (!this.messages.find(frame.message_id)) this.connection.resync();
+      return;
+    }
+    if (frame.seq <= this.streaming.seq) return; // already shown
+    if (frame.seq !== this.streaming.seq + 1) {
+      this.connection.resync();
+      return;
+    }
+    this.streaming.seq = frame.seq;
+    const article = this.messages.find(frame.message_id);
+    if (!article) return;
+    const stick = this.messages.isNearBottom();
+    if (frame.type === "thinking") {
+      // Open while the model thinks (unless the person folded it)...
+      const text = this.messages.thinking(article);
+      const details = text.closest("details");
+      if (!details.dataset.userToggled) details.open = true;
+      text.append(frame.text);
+    } else {
+      // ... and folded as soon as the answer starts.
+      const details = article.querySelector(".message__thinking");
+      if (details && details.open && !details.dataset.userToggled) details.open = false;
+      this.messages.body(article).append(frame.text);
+    }
+    if (stick) this.messages.scrollToBottom(true);
+  }
+
+  onDone(frame) {
+    const stick = this.messages.isNearBottom();
+    const article = this.messages.find(frame.message_id) || this.messages.append({
+      id: frame.message_id, role: "assistant", status: frame.status, content: "",
+    });
+    const body = this.messages.body(article);
+    body.classList.remove("message__body--plain");
+    body.innerHTML = frame.html; // rendered and sanitised by the server (nh3)
+    if (frame.thinking) {
+      const text = this.messages.thinking(article);
+      text.textContent = frame.thinking;
+      const details = text.closest("details");
+      if (!details.dataset.userToggled) details.open = false;
+    }
+    this.messages.setModel(article, frame.model);
+    if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
+    this.messages.setStatus(article, frame.status);
+    article.querySelector(".message__error")?.remove();
+    if (frame.error) this.messages.showError(article, frame.error.code, frame.error.message);
+    decorate(article);
+    this.refreshPage();
+    this.messages.announce(frame.status);
+    if (stick) this.messages.scrollToBottom(true);
+  }
+
+  onError(frame) {
+    if (frame.message_id) {
+      // A failed reply: its alert, unless its `done` brought one already.
+      const article = this.messages.find(frame.message_id);
+      if (article && !article.querySelector(".message__error")) {
+        this.messages.showError(article, frame.code, frame.message);
+        this.refreshPage();
+      }
+      return;
+    }
+    // A refused request stored nothing. Say why, always; if it was the pending send, the
+    // composer takes its text back.
+    this.composer.refused(frame);
+    showNotice(frame.message);
+    this.refreshPage();
+  }
+}
