@@ -218,9 +218,11 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await services.call(services.finish_reply, self.plan, outcome)
-        if frame is None:
+        reply = await services.call(services.finish_reply, self.plan, outcome)
+        if reply is None:
             return
+        # Rendered here, not in the database thread every socket shares.
+        frame = frames.done(reply)
         conversation = self.plan.conversation_public_id
         try:
             # The frame that ends the reply on every page is worth waiting for a layer that

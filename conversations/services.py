@@ -70,38 +70,56 @@ def stop_request(conversation_public_id: UUID | str) -> dict[str, Any]:
     return {"type": "generation.stop", "conversation": str(conversation_public_id)}
 
 
+# A channel-layer message, or a function that builds it where it is sent: a `done` frame
+# renders Markdown, which must not hold up the database thread every socket shares.
+LayerMessage = dict[str, Any] | Callable[[], dict[str, Any]]
+
 # Channel-layer messages queued by a service running under `call`: its caller sends them,
 # in order, once the service has returned (so after its transaction committed).
-_outbox: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar("outbox", default=None)
+_outbox: ContextVar[list[tuple[str, LayerMessage]] | None] = ContextVar("outbox", default=None)
 
 
 def broadcast_on_commit(conversation_public_id: UUID, frame: dict[str, Any]) -> None:
+    _group_send_on_commit(group_name(conversation_public_id), _chat_frame(frame))
+
+
+def broadcast_done_on_commit(conversation_public_id: UUID, reply: Message) -> None:
+    """`broadcast_on_commit` of the reply's `done` frame, built by the sender (see `call`)."""
     _group_send_on_commit(
-        group_name(conversation_public_id), {"type": "chat.frame", "frame": frame}
+        group_name(conversation_public_id), lambda: _chat_frame(frames.done(reply))
     )
 
 
-def _group_send_on_commit(group: str, message: dict[str, Any]) -> None:
+def _chat_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "chat.frame", "frame": frame}
+
+
+def _group_send_on_commit(group: str, message: LayerMessage) -> None:
     def deliver() -> None:
         outbox = _outbox.get()
         if outbox is not None:
             outbox.append((group, message))
         else:
             # Called from plain synchronous code (a view, the admin, a command).
-            async_to_sync(get_channel_layer().group_send)(group, message)
+            async_to_sync(get_channel_layer().group_send)(group, _built(message))
 
     transaction.on_commit(deliver)
+
+
+def _built(message: LayerMessage) -> dict[str, Any]:
+    return message() if callable(message) else message
 
 
 async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a service from async code: in the database thread, then send its frames.
 
     Never blocks the database thread on the event loop (which a broadcast from inside the
-    thread would), and keeps the frames in the order the service produced them.
+    thread would), keeps the frames in the order the service produced them, and builds the
+    ones the service left to build (`LayerMessage`) here, in the event loop.
     """
 
-    def run() -> tuple[T, list[tuple[str, dict[str, Any]]]]:
-        outbox: list[tuple[str, dict[str, Any]]] = []
+    def run() -> tuple[T, list[tuple[str, LayerMessage]]]:
+        outbox: list[tuple[str, LayerMessage]] = []
         token = _outbox.set(outbox)
         try:
             return function(*args, **kwargs), outbox
@@ -110,7 +128,8 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     result, outbox = await database_sync_to_async(run)()
     layer = get_channel_layer()
-    for group, message in outbox:
+    for group, deferred in outbox:
+        message = _built(deferred)
         # The change is committed whatever happens to the layer: a frame lost in an outage
         # is made good by the pages' resync (seq gaps, a reply followed in silence).
         await layers.best_effort(partial(layer.group_send, group, message), message["type"])
@@ -613,8 +632,11 @@ class Outcome:
     error_message: str = ""
 
 
-def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
-    """The final save of a reply. Returns its `done` frame, or None if it was already final.
+def finish_reply(plan: TurnPlan, outcome: Outcome) -> Message | None:
+    """The final save of a reply. Returns the reply as saved, or None if it was already final.
+
+    The caller builds the `done` frame from it, in the event loop: rendering the Markdown
+    here would hold up the database thread that every socket of the process shares.
 
     The reply and the turn's new question are indexed for search in the same transaction,
     with the automatic title the turn gave the conversation (`plan.first_title`). Nothing
@@ -666,20 +688,20 @@ def finish_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
                 )
             )
         _index_new_messages(plan.owner_id, new, plan.first_title)
-    return frames.done(reply)
+    return reply
 
 
-def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID, dict[str, Any]]]:
+def reap_stale_replies(*, conversation_id: int | None = None) -> list[Message]:
     """Mark replies whose owning process stopped renewing their lease as `interrupted`.
 
-    The text saved at the last checkpoint is kept. Returns the `done` frames to send; they
-    are also broadcast after commit.
+    The text saved at the last checkpoint is kept. Returns the replies marked; their `done`
+    frames are broadcast after commit, built outside the database thread under `call`.
     """
     now = timezone.now()
     stale = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=now)
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
-    results: list[tuple[UUID, dict[str, Any]]] = []
+    results: list[Message] = []
     with transaction.atomic():
         for message in stale.select_related("conversation"):
             updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
@@ -710,9 +732,8 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
                     [m for m in (message, question) if m],
                     message.conversation.title,
                 )
-                frame = frames.done(message)
-                results.append((message.conversation.public_id, frame))
-                broadcast_on_commit(message.conversation.public_id, frame)
+                results.append(message)
+                broadcast_done_on_commit(message.conversation.public_id, message)
     if results:
         logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
     return results
