@@ -344,6 +344,26 @@ def _within_limits(user: AbstractBaseUser, credential: GatewayCredential) -> Non
         raise ServiceError(exc.code, exc.message) from None
 
 
+def _check_model(conversation: Conversation, credential: GatewayCredential) -> None:
+    """Refuse a turn with a model the credential does not allow, whatever the conversation
+    stored: the administrator may have narrowed the list since the model was chosen.
+
+    A blank model is the credential's default, which is always allowed; a credential that
+    lists no models allows its default only (as `ApiCredential.model_choices` reads it).
+    """
+    model = conversation.model or credential.default_model
+    allowed = credential.allowed_models or (credential.default_model,)
+    if model not in allowed:
+        raise ServiceError(
+            "model_not_allowed",
+            _(
+                "This conversation is set to the model %(model)s, which your API key does not "
+                "allow. Choose one of these in the conversation's settings: %(models)s."
+            )
+            % {"model": model, "models": ", ".join(allowed)},
+        )
+
+
 def _plan(
     conversation: Conversation,
     reply: Message,
@@ -433,8 +453,8 @@ def start_turn(
     """Store the user's message and the assistant placeholder in one transaction.
 
     A resend of a stored `client_id` answers with the stored message and starts nothing.
-    The limits are checked after the INSERT, inside the transaction: a resend is not
-    counted as a turn, and a refused turn rolls back and stores nothing.
+    The limits and the model are checked after the INSERT, inside the transaction: a resend
+    is neither counted nor refused, and a refused turn rolls back and stores nothing.
     """
     content = validate_content(content)
     credential = _credential(user)
@@ -450,6 +470,7 @@ def start_turn(
             )
             reply = _insert_turn(conversation, credential, question)
             _within_limits(user, credential)
+            _check_model(conversation, credential)
             changes: dict[str, Any] = {"updated_at": timezone.now()}
             name_after = not conversation.title_is_custom and not conversation.title
             first_title = ""
@@ -511,6 +532,7 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = _current(conversation)
+        _check_model(conversation, credential)
         active = list(conversation.messages.filter(superseded_at=None).order_by("-id")[:2])
         if not active:
             raise ServiceError("nothing_to_regenerate", _("There is no reply to regenerate yet."))
@@ -548,6 +570,7 @@ def edit_and_resend(
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = _current(conversation)
+        _check_model(conversation, credential)
         target = conversation.messages.filter(public_id=target_id, superseded_at=None).first()
         if target is None:
             raise ServiceError("message_not_found", _("That message is not in this conversation."))
