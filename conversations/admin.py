@@ -61,7 +61,9 @@ class ApiCredentialForm(forms.ModelForm):
             "Empty: the instance default, used by everyone who was never given a key."
         )
         self.fields["allowed_models"].help_text = _(
-            "One model name per line; empty means only the default model."
+            "The models people may choose, one per line. The default model is always "
+            "allowed (added in front if left out); empty means the default model only. A "
+            "conversation set to a model not listed here is refused until another is chosen."
         )
         self.fields["monthly_token_quota"].help_text = _(
             "Input plus output tokens per user per calendar month (UTC); on the instance "
@@ -73,6 +75,15 @@ class ApiCredentialForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "allowed_models" in cleaned:
+            lines = [line for line in cleaned["allowed_models"].splitlines() if line.strip()]
+            try:
+                names = services.clean_model_names(lines)
+            except services.ServiceError as exc:
+                self.add_error("allowed_models", exc.message)
+            else:
+                default = cleaned.get("default_model", "")
+                cleaned["allowed_models"] = services.allowed_models_text(default, names)
         env_id = cleaned.get("env_id", "").strip()
         if env_id:
             cleaned["base_url"] = cloudbase_base_url(env_id)
@@ -100,6 +111,7 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         "user",
         "scheme",
         "default_model",
+        "models",
         "current_key",
         "monthly_token_quota",
         "is_active",
@@ -125,6 +137,10 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     class Media:
         # Names the autocomplete widget of the user field for screen readers.
         js = ["js/admin-a11y.js"]
+
+    @admin.display(description=_("allowed models"))
+    def models(self, obj: ApiCredential) -> str:
+        return ", ".join(obj.model_choices)
 
     @admin.display(description=_("current key"), ordering="key_hint")
     def current_key(self, obj: ApiCredential) -> str:

@@ -8,7 +8,7 @@ must hear about broadcasts its websocket frame *after* its transaction commits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
@@ -830,6 +830,50 @@ def credential_changed(credential: ApiCredential) -> None:
     logger.info("Credential %s updated (key %s)", credential.pk, credential.key_hint)
 
 
+# The longest model name the model columns hold.
+MODEL_NAME_LENGTH = 100
+
+
+def clean_model_names(names: Iterable[str]) -> list[str]:
+    """Model names as an administrator typed them: trimmed, each once, in order.
+
+    A name has no space or comma and at most MODEL_NAME_LENGTH characters, so the comma
+    list of `set_api_key --allowed-models` and the admin's lines mean the same.
+    """
+    cleaned: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            raise ServiceError(
+                "invalid_model_name",
+                _("The list of allowed models has an empty model name."),
+            )
+        if len(name) > MODEL_NAME_LENGTH or any(c.isspace() or c == "," for c in name):
+            raise ServiceError(
+                "invalid_model_name",
+                _(
+                    "“%(name)s” is not a model name: a model name has no spaces or commas "
+                    "and at most %(length)d characters."
+                )
+                % {"name": name[:MODEL_NAME_LENGTH], "length": MODEL_NAME_LENGTH},
+            )
+        if name not in cleaned:
+            cleaned.append(name)
+    return cleaned
+
+
+def allowed_models_text(default_model: str, names: list[str]) -> str:
+    """The stored form of an allowed list (`ApiCredential.allowed_models`), one per line.
+
+    The default model is always allowed: a list that leaves it out gets it in front, so the
+    stored list is the whole of what may be used. An empty list stays empty: the default
+    model only, whichever it becomes.
+    """
+    if names and default_model and default_model not in names:
+        names = [default_model, *names]
+    return "\n".join(names)
+
+
 def set_api_key(
     user: AbstractBaseUser | None,
     *,
@@ -838,13 +882,22 @@ def set_api_key(
     scheme: str = ApiCredential.Scheme.BEARER,
     model: str = "",
     label: str = "",
+    allowed_models: list[str] | None = None,
 ) -> ApiCredential:
-    """Give `user` (None: the instance default) this credential, replacing the active one."""
+    """Give `user` (None: the instance default) this credential, replacing the active one.
+
+    `allowed_models` None keeps the list the replaced credential had (none for a new one:
+    the default model only); a list replaces it (see `allowed_models_text`).
+    """
     key = key.strip()
     if not key:
         raise ServiceError("empty_key", _("The API key is empty."))
     if scheme not in ApiCredential.Scheme.values:
         raise ServiceError("invalid_scheme", _("The scheme must be bearer or x-api-key."))
+    if allowed_models is not None:
+        allowed_models = clean_model_names(allowed_models)
+        if not allowed_models:
+            raise ServiceError("invalid_model_name", _("Give at least one model name to allow."))
     with transaction.atomic():
         credential = ApiCredential.objects.select_for_update().filter(
             user=user, is_active=True
@@ -852,6 +905,10 @@ def set_api_key(
         credential.base_url = base_url
         credential.scheme = scheme
         credential.default_model = model or credential.default_model or settings.CHAT_DEFAULT_MODEL
+        if allowed_models is not None:
+            credential.allowed_models = allowed_models_text(
+                credential.default_model, allowed_models
+            )
         credential.label = label or credential.label
         credential.is_active = True
         credential.set_key(key)

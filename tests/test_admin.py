@@ -134,6 +134,28 @@ def test_the_instance_default_is_a_credential_without_user(admin_client, alice):
     assert credentials.resolve(alice).key == KEY
 
 
+def test_allowed_models_are_cleaned_and_always_include_the_default(admin_client, alice):
+    models = " hy3-large\n\nhunyuan-t1 \nhy3-large\n"
+    response = admin_client.post(ADD_URL, form_data(alice, api_key=KEY, allowed_models=models))
+    assert response.status_code == 302
+    credential = ApiCredential.objects.get(user=alice)
+    assert credential.allowed_models == "hy3-preview\nhy3-large\nhunyuan-t1"
+    assert credentials.resolve(alice).allowed_models == ("hy3-preview", "hy3-large", "hunyuan-t1")
+    # The list says which models each credential allows; the form says what the list means.
+    assert ">hy3-preview, hy3-large, hunyuan-t1<" in admin_client.get(LIST_URL).content.decode()
+    page = admin_client.get(change_url(credential)).content.decode()
+    assert "The default model is always allowed" in page
+
+
+def test_a_malformed_allowed_model_is_refused_with_the_field_named(admin_client, alice):
+    data = form_data(alice, api_key=KEY, allowed_models="hy3-preview\nhy3 large")
+    response = admin_client.post(ADD_URL, data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "is not a model name" in html and "errors field-allowed_models" in html
+    assert not ApiCredential.objects.exists()
+
+
 def test_unticking_active_revokes_the_key(admin_client, alice):
     credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
     services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
