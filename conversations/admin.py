@@ -150,6 +150,23 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
         services.save_credential(obj)
 
+    def delete_model(self, request: HttpRequest, obj: ApiCredential) -> None:
+        services.delete_credential(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
+        for credential in list(queryset):
+            services.delete_credential(credential)
+
+
+def _messages_go_with_their_conversation(
+    deleted: tuple[list[Any], dict[str, int], set[str], list[Any]],
+) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+    """`get_deleted_objects` for what owns messages. Messages are never deleted on their
+    own (MessageAdmin); deleting their conversation, or its owner, takes them along."""
+    objects, counts, perms_needed, protected = deleted
+    perms_needed.discard(Message._meta.verbose_name)
+    return objects, counts, perms_needed, protected
+
 
 class MessageInline(admin.TabularInline):
     model = Message
@@ -184,6 +201,27 @@ class ConversationAdmin(admin.ModelAdmin):
     # the admin sees them and may change a conversation's model settings.
     readonly_fields = ["public_id", "owner", "title", "title_is_custom", "created_at", "updated_at"]
     inlines = [MessageInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A conversation is its owner's: started in the chat, never in the admin.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form: Any, change: bool) -> None:
+        if form.changed_data:
+            services.update_settings(
+                obj, **{name: getattr(obj, name) for name in form.changed_data}
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        # Stops a reply still being written (it would go on costing tokens) and tells the
+        # conversation's open pages, in whichever process.
+        services.delete_conversation(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        services.delete_conversations(queryset)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
 
 
 class MonthFilter(admin.SimpleListFilter):
@@ -238,7 +276,15 @@ class MessageAdmin(admin.ModelAdmin):
     def owner(self, obj: Message) -> str:
         return obj.conversation.owner.get_username()
 
+    # Messages are history: read, never written here. A message edited or deleted on its own
+    # would break its thread and the search index; delete its conversation instead.
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -272,6 +318,16 @@ class UserAdmin(auth_admin.UserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return usage.with_usage(super().get_queryset(request))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_user(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for user in list(queryset):
+            services.delete_user(user)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
 
     @admin.display(description=_("tokens in, this month"), ordering="month_input_tokens")
     def month_input(self, obj: Any) -> str:

@@ -174,6 +174,26 @@ def delete_conversation(conversation: Conversation) -> None:
         _group_send_on_commit(control_group(public_id), stop_request(public_id))
 
 
+def delete_conversations(conversations: Iterable[Conversation]) -> int:
+    """Delete several conversations in one transaction, each as `delete_conversation` does
+    (the admin's bulk action). Returns how many."""
+    with transaction.atomic():
+        # A list first: SQLite must not iterate a table while rows of it are deleted.
+        doomed = list(conversations)
+        for conversation in doomed:
+            delete_conversation(conversation)
+    return len(doomed)
+
+
+def delete_user(user: AbstractBaseUser) -> None:
+    """Delete a person's account (the admin). Their conversations go first, as
+    `delete_conversation` does: replies stop and open pages are told. The rest of what the
+    account owns (credentials, search entries) goes with it."""
+    with transaction.atomic():
+        delete_conversations(Conversation.objects.filter(owner=user))
+        user.delete()
+
+
 def update_settings(conversation: Conversation, **values: Any) -> Conversation:
     """Apply validated settings (see forms.ConversationSettingsForm); used from the next turn."""
     allowed = {"system_prompt", "model", "temperature", "top_p", "max_tokens"}
@@ -819,6 +839,15 @@ def save_credential(credential: ApiCredential) -> ApiCredential:
         credential.save()
     credential_changed(credential)
     return credential
+
+
+def delete_credential(credential: ApiCredential) -> None:
+    """Delete a credential (the admin). Its person's next turn resolves again: another
+    active credential of theirs, else the instance default (see `credentials.resolve`)."""
+    pk, hint = credential.pk, credential.key_hint
+    with transaction.atomic():
+        credential.delete()
+    logger.info("Credential %s deleted (key %s)", pk, hint)
 
 
 def credential_changed(credential: ApiCredential) -> None:
