@@ -6,8 +6,9 @@ conversation's channel-layer group, and saves the reply once at the end. The reg
 checkpoints the partial text of all its generations together, at most once per interval,
 and renews their leases in the same write; a reply whose lease runs out belonged to a dead process.
 
-Closing a tab does not touch the generation. Stop cancels its task; the cancellation
-closes the upstream HTTP response and the `finally` saves what was generated.
+Closing a tab does not touch the generation. Stop cancels its task: the cancellation
+closes the upstream HTTP response, and `run` catches it, wherever it lands, and saves what
+was generated (in a shielded task, so a second cancellation cannot lose the reply).
 """
 
 from __future__ import annotations
@@ -144,17 +145,18 @@ class Generation:
     async def run(self) -> None:
         plan = self.plan
         flusher = asyncio.create_task(self._flusher())
-        # Without the control group, a Stop from another process cannot reach this reply;
-        # the reply itself must go on all the same.
-        await layers.best_effort(
-            partial(registry.join_control, plan.conversation_public_id), "the control group"
-        )
         status = Message.Status.ERROR
         error_code, error_message = "", ""
         model, stop_reason = plan.model, ""
         input_tokens: int | None = None
         output_tokens: int | None = None
         try:
+            # Without the control group, a Stop from another process cannot reach this
+            # reply; the reply itself must go on all the same. Inside the `try`: a Stop or a
+            # shutdown while the layer answers slowly ends the reply like any other.
+            await layers.best_effort(
+                partial(registry.join_control, plan.conversation_public_id), "the control group"
+            )
             request = upstream.TurnRequest(
                 model=plan.model,
                 messages=plan.history,
@@ -575,9 +577,9 @@ async def stop(conversation: Conversation) -> None:
     if registry.stop(conversation.public_id):
         return
     # Maybe another process writes it: the database knows, the owner's registry acts.
-    if await Message.objects.filter(
-        conversation=conversation, status=Message.Status.STREAMING
-    ).aexists():
+    # Through `db`, not the async ORM: the consumer relies on it (see its `dispatch`).
+    streaming = Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
+    if await db(streaming.exists)():
         try:
             await layers.retrying(
                 partial(registry.request_stop, conversation.public_id), "stop", patience=3.0

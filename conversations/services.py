@@ -1,8 +1,9 @@
 """Every state change of conversations, messages and credentials.
 
-Consumers, views, the admin and management commands call these functions; nothing else
-writes. Functions are synchronous (they run in a database thread); each one that others
-must hear about broadcasts its websocket frame *after* its transaction commits.
+Consumers (through `generation`), views, the admin (its saves and deletes too) and the
+management commands call these functions; no other code writes conversations, messages or
+credentials. Functions are synchronous (they run in a database thread); each one that
+others must hear about broadcasts its websocket frame *after* its transaction commits.
 """
 
 from __future__ import annotations
