@@ -61,7 +61,9 @@ class ApiCredentialForm(forms.ModelForm):
             "Empty: the instance default, used by everyone who was never given a key."
         )
         self.fields["allowed_models"].help_text = _(
-            "One model name per line; empty means only the default model."
+            "The models people may choose, one per line. The default model is always "
+            "allowed (added in front if left out); empty means the default model only. A "
+            "conversation set to a model not listed here is refused until another is chosen."
         )
         self.fields["monthly_token_quota"].help_text = _(
             "Input plus output tokens per user per calendar month (UTC); on the instance "
@@ -73,6 +75,15 @@ class ApiCredentialForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "allowed_models" in cleaned:
+            lines = [line for line in cleaned["allowed_models"].splitlines() if line.strip()]
+            try:
+                names = services.clean_model_names(lines)
+            except services.ServiceError as exc:
+                self.add_error("allowed_models", exc.message)
+            else:
+                default = cleaned.get("default_model", "")
+                cleaned["allowed_models"] = services.allowed_models_text(default, names)
         env_id = cleaned.get("env_id", "").strip()
         if env_id:
             cleaned["base_url"] = cloudbase_base_url(env_id)
@@ -100,6 +111,7 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         "user",
         "scheme",
         "default_model",
+        "models",
         "current_key",
         "monthly_token_quota",
         "is_active",
@@ -126,6 +138,10 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         # Names the autocomplete widget of the user field for screen readers.
         js = ["js/admin-a11y.js"]
 
+    @admin.display(description=_("allowed models"))
+    def models(self, obj: ApiCredential) -> str:
+        return ", ".join(obj.model_choices)
+
     @admin.display(description=_("current key"), ordering="key_hint")
     def current_key(self, obj: ApiCredential) -> str:
         # Only the mask: the admin never decrypts a key to show it.
@@ -133,6 +149,23 @@ class ApiCredentialAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
         services.save_credential(obj)
+
+    def delete_model(self, request: HttpRequest, obj: ApiCredential) -> None:
+        services.delete_credential(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
+        for credential in list(queryset):
+            services.delete_credential(credential)
+
+
+def _messages_go_with_their_conversation(
+    deleted: tuple[list[Any], dict[str, int], set[str], list[Any]],
+) -> tuple[list[Any], dict[str, int], set[str], list[Any]]:
+    """`get_deleted_objects` for what owns messages. Messages are never deleted on their
+    own (MessageAdmin); deleting their conversation, or its owner, takes them along."""
+    objects, counts, perms_needed, protected = deleted
+    perms_needed.discard(Message._meta.verbose_name)
+    return objects, counts, perms_needed, protected
 
 
 class MessageInline(admin.TabularInline):
@@ -168,6 +201,27 @@ class ConversationAdmin(admin.ModelAdmin):
     # the admin sees them and may change a conversation's model settings.
     readonly_fields = ["public_id", "owner", "title", "title_is_custom", "created_at", "updated_at"]
     inlines = [MessageInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A conversation is its owner's: started in the chat, never in the admin.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Conversation, form: Any, change: bool) -> None:
+        if form.changed_data:
+            services.update_settings(
+                obj, **{name: getattr(obj, name) for name in form.changed_data}
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        # Stops a reply still being written (it would go on costing tokens) and tells the
+        # conversation's open pages, in whichever process.
+        services.delete_conversation(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        services.delete_conversations(queryset)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
 
 
 class MonthFilter(admin.SimpleListFilter):
@@ -222,7 +276,15 @@ class MessageAdmin(admin.ModelAdmin):
     def owner(self, obj: Message) -> str:
         return obj.conversation.owner.get_username()
 
+    # Messages are history: read, never written here. A message edited or deleted on its own
+    # would break its thread and the search index; delete its conversation instead.
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -256,6 +318,16 @@ class UserAdmin(auth_admin.UserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         return usage.with_usage(super().get_queryset(request))
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        services.delete_user(obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for user in list(queryset):
+            services.delete_user(user)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
 
     @admin.display(description=_("tokens in, this month"), ordering="month_input_tokens")
     def month_input(self, obj: Any) -> str:

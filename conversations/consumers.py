@@ -315,9 +315,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels (4.2+) makes a round trip to the database thread before every handler to
-        # close stale connections. Here it is never needed: this consumer reaches the
-        # database only through `database_sync_to_async` (`db`, `services.call`), which
-        # closes them around each call in that thread anyway. Skipping it keeps relayed
+        # close stale connections. Here it is never needed: this consumer, and the turn
+        # actions of `generation` it calls, reach the database only through
+        # `database_sync_to_async` (`db`, `services.call`), which closes them around each
+        # call in that thread anyway (tests/test_database_thread.py). Skipping it keeps relayed
         # deltas (which touch no database) and received frames from queueing behind the
         # database work of the whole process.
         handler = getattr(self, get_handler_name(message), None)

@@ -6,9 +6,10 @@ conversation's channel-layer group, and saves the reply once at the end. The reg
 checkpoints the partial text of all its generations together, at most once per interval,
 and renews their leases in the same write; a reply whose lease runs out belonged to a dead process.
 
-Closing a tab does not touch the generation. Stop cancels its task; the cancellation
-closes the upstream HTTP response and the `finally` saves what was generated. A final save
-the database refuses is tried again with less (see `save_reply`): the person saw the
+Closing a tab does not touch the generation. Stop cancels its task: the cancellation
+closes the upstream HTTP response, and `run` catches it, wherever it lands, and saves what
+was generated (in a shielded task, so a second cancellation cannot lose the reply). A final
+save the database refuses is tried again with less (see `save_reply`): the person saw the
 reply, so it is kept.
 """
 
@@ -148,17 +149,18 @@ class Generation:
     async def run(self) -> None:
         plan = self.plan
         flusher = asyncio.create_task(self._flusher())
-        # Without the control group, a Stop from another process cannot reach this reply;
-        # the reply itself must go on all the same.
-        await layers.best_effort(
-            partial(registry.join_control, plan.conversation_public_id), "the control group"
-        )
         status = Message.Status.ERROR
         error_code, error_message = "", ""
         model, stop_reason = plan.model, ""
         input_tokens: int | None = None
         output_tokens: int | None = None
         try:
+            # Without the control group, a Stop from another process cannot reach this
+            # reply; the reply itself must go on all the same. Inside the `try`: a Stop or a
+            # shutdown while the layer answers slowly ends the reply like any other.
+            await layers.best_effort(
+                partial(registry.join_control, plan.conversation_public_id), "the control group"
+            )
             request = upstream.TurnRequest(
                 model=plan.model,
                 messages=plan.history,
@@ -270,7 +272,9 @@ async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     but without its thinking and search entries. Each failure is logged, and the page is
     told what was left out with a `save_failed` error after the `done` frame.
     """
-    frame, problem = await _save_reply(plan, outcome)
+    reply, problem = await _save_reply(plan, outcome)
+    # Rendered here, not in the database thread every socket shares.
+    frame = frames.done(reply) if reply is not None else None
     conversation = plan.conversation_public_id
     if frame is not None:
         try:
@@ -286,8 +290,8 @@ async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     return frame
 
 
-async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[dict[str, Any] | None, str]:
-    """`save_reply`'s tries: the `done` frame, and a sentence for the page ("" when
+async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None, str]:
+    """`save_reply`'s tries: the saved reply, and a sentence for the page ("" when
     nothing of what it was shown was left out)."""
     try:
         return await services.call(services.finish_reply, plan, outcome), ""
@@ -308,30 +312,30 @@ async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[dict[str, Any] 
         error_message=clean(outcome.error_message),
     )
     try:
-        frame = await services.call(services.finish_reply, cleaned_plan, cleaned)
+        reply = await services.call(services.finish_reply, cleaned_plan, cleaned)
     except services.STORAGE_ERRORS:
         logger.exception(
             "The final save of %s failed again; saving it without thinking or search entries",
             plan.message_public_id,
         )
     else:
-        if frame is None or (cleaned == outcome and cleaned_plan == plan):
-            return frame, ""  # the database failed once, then took it all: nothing lost
-        return frame, _(
+        if reply is None or (cleaned == outcome and cleaned_plan == plan):
+            return reply, ""  # the database failed once, then took it all: nothing lost
+        return reply, _(
             "Characters that cannot be stored were removed from this reply when it was saved."
         )
     bare = dataclasses.replace(cleaned, thinking="")
     try:
-        frame = await services.call(services.finish_reply, cleaned_plan, bare, index=False)
+        reply = await services.call(services.finish_reply, cleaned_plan, bare, index=False)
     except services.STORAGE_ERRORS:
         logger.exception("The final save of %s failed for good", plan.message_public_id)
         return None, _(
             "The server could not save this reply. After a reload, only the part saved "
             "while it was being written remains."
         )
-    if frame is None:
+    if reply is None:
         return None, ""
-    return frame, _(
+    return reply, _(
         "This reply was saved without its reasoning, and search will not find it: the "
         "database refused them."
     )
@@ -647,9 +651,9 @@ async def stop(conversation: Conversation) -> None:
     if registry.stop(conversation.public_id):
         return
     # Maybe another process writes it: the database knows, the owner's registry acts.
-    if await Message.objects.filter(
-        conversation=conversation, status=Message.Status.STREAMING
-    ).aexists():
+    # Through `db`, not the async ORM: the consumer relies on it (see its `dispatch`).
+    streaming = Message.objects.filter(conversation=conversation, status=Message.Status.STREAMING)
+    if await db(streaming.exists)():
         try:
             await layers.retrying(
                 partial(registry.request_stop, conversation.public_id), "stop", patience=3.0

@@ -1,14 +1,15 @@
 """Every state change of conversations, messages and credentials.
 
-Consumers, views, the admin and management commands call these functions; nothing else
-writes. Functions are synchronous (they run in a database thread); each one that others
-must hear about broadcasts its websocket frame *after* its transaction commits.
+Consumers (through `generation`), views, the admin (its saves and deletes too) and the
+management commands call these functions; no other code writes conversations, messages or
+credentials. Functions are synchronous (they run in a database thread); each one that
+others must hear about broadcasts its websocket frame *after* its transaction commits.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,38 +79,56 @@ def stop_request(conversation_public_id: UUID | str) -> dict[str, Any]:
     return {"type": "generation.stop", "conversation": str(conversation_public_id)}
 
 
+# A channel-layer message, or a function that builds it where it is sent: a `done` frame
+# renders Markdown, which must not hold up the database thread every socket shares.
+LayerMessage = dict[str, Any] | Callable[[], dict[str, Any]]
+
 # Channel-layer messages queued by a service running under `call`: its caller sends them,
 # in order, once the service has returned (so after its transaction committed).
-_outbox: ContextVar[list[tuple[str, dict[str, Any]]] | None] = ContextVar("outbox", default=None)
+_outbox: ContextVar[list[tuple[str, LayerMessage]] | None] = ContextVar("outbox", default=None)
 
 
 def broadcast_on_commit(conversation_public_id: UUID, frame: dict[str, Any]) -> None:
+    _group_send_on_commit(group_name(conversation_public_id), _chat_frame(frame))
+
+
+def broadcast_done_on_commit(conversation_public_id: UUID, reply: Message) -> None:
+    """`broadcast_on_commit` of the reply's `done` frame, built by the sender (see `call`)."""
     _group_send_on_commit(
-        group_name(conversation_public_id), {"type": "chat.frame", "frame": frame}
+        group_name(conversation_public_id), lambda: _chat_frame(frames.done(reply))
     )
 
 
-def _group_send_on_commit(group: str, message: dict[str, Any]) -> None:
+def _chat_frame(frame: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "chat.frame", "frame": frame}
+
+
+def _group_send_on_commit(group: str, message: LayerMessage) -> None:
     def deliver() -> None:
         outbox = _outbox.get()
         if outbox is not None:
             outbox.append((group, message))
         else:
             # Called from plain synchronous code (a view, the admin, a command).
-            async_to_sync(get_channel_layer().group_send)(group, message)
+            async_to_sync(get_channel_layer().group_send)(group, _built(message))
 
     transaction.on_commit(deliver)
+
+
+def _built(message: LayerMessage) -> dict[str, Any]:
+    return message() if callable(message) else message
 
 
 async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a service from async code: in the database thread, then send its frames.
 
     Never blocks the database thread on the event loop (which a broadcast from inside the
-    thread would), and keeps the frames in the order the service produced them.
+    thread would), keeps the frames in the order the service produced them, and builds the
+    ones the service left to build (`LayerMessage`) here, in the event loop.
     """
 
-    def run() -> tuple[T, list[tuple[str, dict[str, Any]]]]:
-        outbox: list[tuple[str, dict[str, Any]]] = []
+    def run() -> tuple[T, list[tuple[str, LayerMessage]]]:
+        outbox: list[tuple[str, LayerMessage]] = []
         token = _outbox.set(outbox)
         try:
             return function(*args, **kwargs), outbox
@@ -118,7 +137,8 @@ async def call(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     result, outbox = await database_sync_to_async(run)()
     layer = get_channel_layer()
-    for group, message in outbox:
+    for group, deferred in outbox:
+        message = _built(deferred)
         # The change is committed whatever happens to the layer: a frame lost in an outage
         # is made good by the pages' resync (seq gaps, a reply followed in silence).
         await layers.best_effort(partial(layer.group_send, group, message), message["type"])
@@ -163,6 +183,26 @@ def delete_conversation(conversation: Conversation) -> None:
         # A reply still being written would go on costing tokens for nothing: the process
         # writing it stops it (its final save then finds no row and does nothing).
         _group_send_on_commit(control_group(public_id), stop_request(public_id))
+
+
+def delete_conversations(conversations: Iterable[Conversation]) -> int:
+    """Delete several conversations in one transaction, each as `delete_conversation` does
+    (the admin's bulk action). Returns how many."""
+    with transaction.atomic():
+        # A list first: SQLite must not iterate a table while rows of it are deleted.
+        doomed = list(conversations)
+        for conversation in doomed:
+            delete_conversation(conversation)
+    return len(doomed)
+
+
+def delete_user(user: AbstractBaseUser) -> None:
+    """Delete a person's account (the admin). Their conversations go first, as
+    `delete_conversation` does: replies stop and open pages are told. The rest of what the
+    account owns (credentials, search entries) goes with it."""
+    with transaction.atomic():
+        delete_conversations(Conversation.objects.filter(owner=user))
+        user.delete()
 
 
 def update_settings(conversation: Conversation, **values: Any) -> Conversation:
@@ -338,6 +378,26 @@ def _within_limits(user: AbstractBaseUser, credential: GatewayCredential) -> Non
         raise ServiceError(exc.code, exc.message) from None
 
 
+def _check_model(conversation: Conversation, credential: GatewayCredential) -> None:
+    """Refuse a turn with a model the credential does not allow, whatever the conversation
+    stored: the administrator may have narrowed the list since the model was chosen.
+
+    A blank model is the credential's default, which is always allowed; a credential that
+    lists no models allows its default only (as `ApiCredential.model_choices` reads it).
+    """
+    model = conversation.model or credential.default_model
+    allowed = credential.allowed_models or (credential.default_model,)
+    if model not in allowed:
+        raise ServiceError(
+            "model_not_allowed",
+            _(
+                "This conversation is set to the model %(model)s, which your API key does not "
+                "allow. Choose one of these in the conversation's settings: %(models)s."
+            )
+            % {"model": model, "models": ", ".join(allowed)},
+        )
+
+
 def _plan(
     conversation: Conversation,
     reply: Message,
@@ -427,8 +487,8 @@ def start_turn(
     """Store the user's message and the assistant placeholder in one transaction.
 
     A resend of a stored `client_id` answers with the stored message and starts nothing.
-    The limits are checked after the INSERT, inside the transaction: a resend is not
-    counted as a turn, and a refused turn rolls back and stores nothing.
+    The limits and the model are checked after the INSERT, inside the transaction: a resend
+    is neither counted nor refused, and a refused turn rolls back and stores nothing.
     """
     content = validate_content(content)
     credential = _credential(user)
@@ -444,6 +504,7 @@ def start_turn(
             )
             reply = _insert_turn(conversation, credential, question)
             _within_limits(user, credential)
+            _check_model(conversation, credential)
             changes: dict[str, Any] = {"updated_at": timezone.now()}
             name_after = not conversation.title_is_custom and not conversation.title
             first_title = ""
@@ -505,6 +566,7 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = _current(conversation)
+        _check_model(conversation, credential)
         active = list(conversation.messages.filter(superseded_at=None).order_by("-id")[:2])
         if not active:
             raise ServiceError("nothing_to_regenerate", _("There is no reply to regenerate yet."))
@@ -542,6 +604,7 @@ def edit_and_resend(
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = _current(conversation)
+        _check_model(conversation, credential)
         target = conversation.messages.filter(public_id=target_id, superseded_at=None).first()
         if target is None:
             raise ServiceError("message_not_found", _("That message is not in this conversation."))
@@ -669,8 +732,11 @@ class Outcome:
     error_message: str = ""
 
 
-def finish_reply(plan: TurnPlan, outcome: Outcome, *, index: bool = True) -> dict[str, Any] | None:
-    """The final save of a reply. Returns its `done` frame, or None if it was already final.
+def finish_reply(plan: TurnPlan, outcome: Outcome, *, index: bool = True) -> Message | None:
+    """The final save of a reply. Returns the reply as saved, or None if it was already final.
+
+    The caller builds the `done` frame from it, in the event loop: rendering the Markdown
+    here would hold up the database thread that every socket of the process shares.
 
     The reply and the turn's new question are indexed for search in the same transaction,
     with the automatic title the turn gave the conversation (`plan.first_title`); without
@@ -741,24 +807,24 @@ def finish_reply(plan: TurnPlan, outcome: Outcome, *, index: bool = True) -> dic
                 SearchDocument.objects.filter(message_id=plan.message_id).update(
                     body=segment(outcome.content)
                 )
-    return frames.done(reply)
+    return reply
 
 
 # The error code of a reply marked interrupted because its lease ran out (see `finish_reply`).
 REAPED = "interrupted"
 
 
-def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID, dict[str, Any]]]:
+def reap_stale_replies(*, conversation_id: int | None = None) -> list[Message]:
     """Mark replies whose owning process stopped renewing their lease as `interrupted`.
 
-    The text saved at the last checkpoint is kept. Returns the `done` frames to send; they
-    are also broadcast after commit.
+    The text saved at the last checkpoint is kept. Returns the replies marked; their `done`
+    frames are broadcast after commit, built outside the database thread under `call`.
     """
     now = timezone.now()
     stale = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=now)
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
-    results: list[tuple[UUID, dict[str, Any]]] = []
+    results: list[Message] = []
     with transaction.atomic():
         for message in stale.select_related("conversation"):
             updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
@@ -789,9 +855,8 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[tuple[UUID
                     [m for m in (message, question) if m],
                     message.conversation.title,
                 )
-                frame = frames.done(message)
-                results.append((message.conversation.public_id, frame))
-                broadcast_on_commit(message.conversation.public_id, frame)
+                results.append(message)
+                broadcast_done_on_commit(message.conversation.public_id, message)
     if results:
         logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
     return results
@@ -858,6 +923,15 @@ def save_credential(credential: ApiCredential) -> ApiCredential:
     return credential
 
 
+def delete_credential(credential: ApiCredential) -> None:
+    """Delete a credential (the admin). Its person's next turn resolves again: another
+    active credential of theirs, else the instance default (see `credentials.resolve`)."""
+    pk, hint = credential.pk, credential.key_hint
+    with transaction.atomic():
+        credential.delete()
+    logger.info("Credential %s deleted (key %s)", pk, hint)
+
+
 def credential_changed(credential: ApiCredential) -> None:
     """A credential was created, edited or rotated: the next turn uses the new values.
 
@@ -865,6 +939,50 @@ def credential_changed(credential: ApiCredential) -> None:
     gets a new client by itself; nothing else to do but keep this as the one hook.
     """
     logger.info("Credential %s updated (key %s)", credential.pk, credential.key_hint)
+
+
+# The longest model name the model columns hold.
+MODEL_NAME_LENGTH = 100
+
+
+def clean_model_names(names: Iterable[str]) -> list[str]:
+    """Model names as an administrator typed them: trimmed, each once, in order.
+
+    A name has no space or comma and at most MODEL_NAME_LENGTH characters, so the comma
+    list of `set_api_key --allowed-models` and the admin's lines mean the same.
+    """
+    cleaned: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            raise ServiceError(
+                "invalid_model_name",
+                _("The list of allowed models has an empty model name."),
+            )
+        if len(name) > MODEL_NAME_LENGTH or any(c.isspace() or c == "," for c in name):
+            raise ServiceError(
+                "invalid_model_name",
+                _(
+                    "“%(name)s” is not a model name: a model name has no spaces or commas "
+                    "and at most %(length)d characters."
+                )
+                % {"name": name[:MODEL_NAME_LENGTH], "length": MODEL_NAME_LENGTH},
+            )
+        if name not in cleaned:
+            cleaned.append(name)
+    return cleaned
+
+
+def allowed_models_text(default_model: str, names: list[str]) -> str:
+    """The stored form of an allowed list (`ApiCredential.allowed_models`), one per line.
+
+    The default model is always allowed: a list that leaves it out gets it in front, so the
+    stored list is the whole of what may be used. An empty list stays empty: the default
+    model only, whichever it becomes.
+    """
+    if names and default_model and default_model not in names:
+        names = [default_model, *names]
+    return "\n".join(names)
 
 
 def set_api_key(
@@ -875,13 +993,22 @@ def set_api_key(
     scheme: str = ApiCredential.Scheme.BEARER,
     model: str = "",
     label: str = "",
+    allowed_models: list[str] | None = None,
 ) -> ApiCredential:
-    """Give `user` (None: the instance default) this credential, replacing the active one."""
+    """Give `user` (None: the instance default) this credential, replacing the active one.
+
+    `allowed_models` None keeps the list the replaced credential had (none for a new one:
+    the default model only); a list replaces it (see `allowed_models_text`).
+    """
     key = key.strip()
     if not key:
         raise ServiceError("empty_key", _("The API key is empty."))
     if scheme not in ApiCredential.Scheme.values:
         raise ServiceError("invalid_scheme", _("The scheme must be bearer or x-api-key."))
+    if allowed_models is not None:
+        allowed_models = clean_model_names(allowed_models)
+        if not allowed_models:
+            raise ServiceError("invalid_model_name", _("Give at least one model name to allow."))
     with transaction.atomic():
         credential = ApiCredential.objects.select_for_update().filter(
             user=user, is_active=True
@@ -893,6 +1020,10 @@ def set_api_key(
         credential.default_model = (
             clean(model) or credential.default_model or settings.CHAT_DEFAULT_MODEL
         )
+        if allowed_models is not None:
+            credential.allowed_models = allowed_models_text(
+                credential.default_model, allowed_models
+            )
         credential.label = clean(label) or credential.label
         credential.is_active = True
         credential.set_key(key)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from channels.db import database_sync_to_async
 from django.contrib.admin.models import LogEntry
+from django.test import Client
 
-from conversations import credentials, services, usage
-from conversations.models import ApiCredential
-from tests.conftest import make_user
+from conversations import credentials, generation, services, usage
+from conversations.fakegateway import Script
+from conversations.models import ApiCredential, Conversation, Message
+from tests.conftest import give_key, make_user, open_socket, receive
+from tests.test_consumers import new_conversation
 from tests.test_usage import record_reply
 
 pytestmark = pytest.mark.django_db
+
+db = database_sync_to_async
 
 KEY = "sk-plaintext-admin-0123456789-a1b2"
 MASK = "sk-…a1b2"
@@ -143,6 +151,28 @@ def test_the_instance_default_is_a_credential_without_user(admin_client, alice):
     assert credentials.resolve(alice).key == KEY
 
 
+def test_allowed_models_are_cleaned_and_always_include_the_default(admin_client, alice):
+    models = " hy3-large\n\nhunyuan-t1 \nhy3-large\n"
+    response = admin_client.post(ADD_URL, form_data(alice, api_key=KEY, allowed_models=models))
+    assert response.status_code == 302
+    credential = ApiCredential.objects.get(user=alice)
+    assert credential.allowed_models == "hy3-preview\nhy3-large\nhunyuan-t1"
+    assert credentials.resolve(alice).allowed_models == ("hy3-preview", "hy3-large", "hunyuan-t1")
+    # The list says which models each credential allows; the form says what the list means.
+    assert ">hy3-preview, hy3-large, hunyuan-t1<" in admin_client.get(LIST_URL).content.decode()
+    page = admin_client.get(change_url(credential)).content.decode()
+    assert "The default model is always allowed" in page
+
+
+def test_a_malformed_allowed_model_is_refused_with_the_field_named(admin_client, alice):
+    data = form_data(alice, api_key=KEY, allowed_models="hy3-preview\nhy3 large")
+    response = admin_client.post(ADD_URL, data)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "is not a model name" in html and "errors field-allowed_models" in html
+    assert not ApiCredential.objects.exists()
+
+
 def test_unticking_active_revokes_the_key(admin_client, alice):
     credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
     services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
@@ -150,6 +180,146 @@ def test_unticking_active_revokes_the_key(admin_client, alice):
     assert response.status_code == 302
     # No fallback to the instance default: a revoked key means no key.
     assert credentials.resolve(alice) is None
+
+
+def test_deleting_a_credential_in_the_admin_goes_through_the_services(admin_client, alice, caplog):
+    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    with caplog.at_level(logging.INFO, logger="conversations.services"):
+        response = admin_client.post(
+            f"/admin/conversations/apicredential/{credential.pk}/delete/", {"post": "yes"}
+        )
+    assert response.status_code == 302
+    assert f"Credential {credential.pk} deleted (key {MASK})" in caplog.text
+    assert KEY not in caplog.text
+    # With no credential of her own left, Alice has the instance default again.
+    assert credentials.resolve(alice).key == "sk-default"
+
+
+# --- Conversations: deleted and edited through the services ------------------------------------
+def conversation_url(conversation: Conversation, view: str) -> str:
+    return f"/admin/conversations/conversation/{conversation.pk}/{view}/"
+
+
+async def as_admin(admin: Any, url: str, data: dict[str, Any]) -> Any:
+    """POST with Django's test client as `admin`, from the database thread as a view runs."""
+
+    def post() -> Any:
+        client = Client()
+        client.force_login(admin)
+        return client.post(url, data)
+
+    return await db(post)()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_conversation_in_the_admin_stops_its_reply_and_tells_its_pages(
+    alice, gateway, admin_user
+):
+    await db(give_key)(alice, gateway, "sk-admin-delete")
+    conversation = await new_conversation(alice)
+    gateway.enqueue(Script(words=2000, token_delay=0.005))
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "long please"})
+    deltas = 0
+    while deltas < 3:
+        deltas += (await receive(sock))["type"] == "delta"
+
+    response = await as_admin(admin_user, conversation_url(conversation, "delete"), {"post": "yes"})
+    assert response.status_code == 302
+    while (frame := await receive(sock))["type"] == "delta":
+        pass
+    assert frame == {"type": "deleted"}
+    await sock.disconnect()
+
+    # No more tokens are paid for: the gateway sees the hang-up.
+    for _ in range(100):
+        if gateway.requests[0].disconnected_at is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert gateway.requests[0].disconnected_at is not None
+    assert not gateway.requests[0].completed
+    await generation.registry.wait(conversation.public_id)
+    assert not await Message.objects.filter(conversation_id=conversation.pk).aexists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_bulk_delete_action_deletes_each_conversation_through_the_services(
+    alice, bob, admin_user
+):
+    mine, theirs, kept = (
+        await new_conversation(alice),
+        await new_conversation(bob),
+        await new_conversation(bob),
+    )
+    sockets = [await open_socket(user, c.public_id) for user, c in ((alice, mine), (bob, theirs))]
+    for sock in sockets:
+        await receive(sock)
+
+    response = await as_admin(
+        admin_user,
+        "/admin/conversations/conversation/",
+        {"action": "delete_selected", "_selected_action": [mine.pk, theirs.pk], "post": "yes"},
+    )
+    assert response.status_code == 302
+    for sock in sockets:
+        assert await receive(sock) == {"type": "deleted"}
+        await sock.disconnect()
+    assert [c.pk async for c in Conversation.objects.all()] == [kept.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_deleting_a_user_in_the_admin_tells_the_pages_of_their_conversations(
+    alice, admin_user
+):
+    conversation = await new_conversation(alice)
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    response = await as_admin(admin_user, f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert await receive(sock) == {"type": "deleted"}
+    await sock.disconnect()
+    assert not await Conversation.objects.aexists()
+
+
+def test_an_admin_changes_a_conversations_settings_but_cannot_add_one(admin_client, alice):
+    conversation = services.create_conversation(alice, title="Mine")
+    response = admin_client.post(
+        conversation_url(conversation, "change"),
+        {
+            "system_prompt": "Be brief.",
+            "model": "hy3-large",
+            "temperature": "0.5",
+            "top_p": "",
+            "max_tokens": "300",
+            "messages-TOTAL_FORMS": "0",
+            "messages-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302
+    conversation.refresh_from_db()
+    assert (conversation.system_prompt, conversation.model, conversation.max_tokens) == (
+        "Be brief.",
+        "hy3-large",
+        300,
+    )
+    assert (conversation.title, conversation.owner) == ("Mine", alice)
+    # A conversation is its owner's: it is started in the chat, not in the admin.
+    assert admin_client.get("/admin/conversations/conversation/add/").status_code == 403
+
+
+def test_messages_are_history_the_admin_reads_but_does_not_change_or_delete(admin_client, alice):
+    reply = record_reply(alice, input_tokens=1, output_tokens=1)
+    url = f"/admin/conversations/message/{reply.pk}"
+    page = admin_client.get(f"{url}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert admin_client.post(f"{url}/change/", {"content": "rewritten"}).status_code == 403
+    assert admin_client.post(f"{url}/delete/", {"post": "yes"}).status_code == 403
+    listing = admin_client.get("/admin/conversations/message/").content.decode()
+    assert "delete_selected" not in listing
+    reply.refresh_from_db()
+    assert reply.content == "a"
 
 
 # --- Users with usage --------------------------------------------------------------------------

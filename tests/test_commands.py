@@ -80,6 +80,32 @@ def test_set_api_key_refuses_an_empty_key_and_an_unknown_user(alice):
     assert not ApiCredential.objects.exists()
 
 
+def test_set_api_key_sets_the_allowed_models_and_always_allows_the_default(alice):
+    argv = ["set_api_key", "alice", "--env-id", "e", "--model", "hy3-preview"]
+    output = run(*argv, "--allowed-models", " hy3-large,hunyuan-t1,hy3-large", stdin=KEY)
+
+    credential = ApiCredential.objects.get(user=alice)
+    # Trimmed, each once, the default model added in front.
+    assert credential.allowed_models == "hy3-preview\nhy3-large\nhunyuan-t1"
+    assert credentials.resolve(alice).allowed_models == ("hy3-preview", "hy3-large", "hunyuan-t1")
+    assert "hy3-preview, hy3-large, hunyuan-t1" in output
+
+    # Run again without the option: the list is kept, as the label and the model are.
+    run(*argv, stdin="sk-rotated")
+    assert ApiCredential.objects.get(user=alice).allowed_models == credential.allowed_models
+    run(*argv, "--allowed-models", "hy3-preview", stdin="sk-rotated")
+    assert credentials.resolve(alice).allowed_models == ("hy3-preview",)
+
+
+@pytest.mark.parametrize(
+    "models", ["", "hy3-large,,hunyuan-t1", "hy3-large,", "hy3 large", "m" * 101]
+)
+def test_set_api_key_refuses_a_malformed_model_list_and_stores_nothing(alice, models):
+    with pytest.raises(CommandError, match="model name"):
+        run("set_api_key", "alice", "--env-id", "e", "--allowed-models", models, stdin=KEY)
+    assert not ApiCredential.objects.exists()
+
+
 def test_the_key_can_never_be_given_on_the_command_line():
     parser = SetApiKey().create_parser("manage.py", "set_api_key")
     # No option or positional argument could carry a key...

@@ -15,7 +15,7 @@ from django.test import Client
 
 from conversations import credentials, services
 from conversations.fakegateway import Script
-from conversations.models import ApiCredential
+from conversations.models import ApiCredential, Conversation
 from tests.conftest import frames_until, give_key, make_user, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 
@@ -308,3 +308,83 @@ def test_resolve_takes_the_newest_active_own_key_then_the_newest_active_default(
     ApiCredential.objects.filter(user=alice, is_active=True).update(is_active=False)
     # Only revoked keys of her own: no key at all, not the default.
     assert credentials.resolve(alice) is None
+
+
+# --- Allowed models -------------------------------------------------------------------------
+async def answered_without_the_gateway(user, conversation, content: str, client_id="") -> None:
+    """A stored exchange, as if a reply had been written (no request to the gateway)."""
+    start = await services.call(services.start_turn, user, conversation, content, client_id)
+    outcome = services.Outcome(status="complete", content="An answer.", stop_reason="end_turn")
+    await services.call(services.finish_reply, start.plan, outcome)
+
+
+async def test_a_stored_model_the_key_does_not_allow_is_refused_for_every_kind_of_turn(
+    alice, gateway
+):
+    await db(give_key)(alice, gateway, "sk-models", model="hy3-preview")
+    await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview\nhy3-large")
+    conversation = await new_conversation(alice, model="hy3-large")
+    await answered_without_the_gateway(alice, conversation, "first question")
+    # The administrator takes hy3-large away; the conversation still names it.
+    await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview")
+
+    def rows(messages):
+        return [(m.pk, m.content, m.status, m.superseded_at) for m in messages]
+
+    before = rows(await stored(conversation))
+    question = (await stored(conversation))[0]
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    for frame in (
+        {"type": "send", "content": "second question", "client_id": "c-2"},
+        {"type": "regenerate"},
+        {"type": "edit", "message_id": str(question.public_id), "content": "first, again"},
+    ):
+        await sock.send_json_to(frame)
+        error = await receive(sock)
+        assert error["type"] == "error" and error["code"] == "model_not_allowed", frame
+        assert "message_id" not in error
+        # The sentence names the refused model and the ones that may be used.
+        assert "hy3-large" in error["message"] and "hy3-preview" in error["message"]
+
+    assert rows(await stored(conversation)) == before
+    assert gateway.requests == []
+
+    # Back on an allowed model (here the key's default), the same conversation is answered.
+    await Conversation.objects.filter(pk=conversation.pk).aupdate(model="")
+    await sock.send_json_to({"type": "send", "content": "second question"})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
+    await sock.disconnect()
+    assert [r.body["model"] for r in stream_requests(gateway)] == ["hy3-preview"]
+
+
+async def test_an_empty_allowed_list_allows_the_default_model_only(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-models", model="hy3-preview")
+    conversation = await new_conversation(alice, model="hy3-large")
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "hello"})
+    error = await receive(sock)
+    await sock.disconnect()
+    assert error["code"] == "model_not_allowed"
+    assert await stored(conversation) == []
+    assert gateway.requests == []
+
+
+async def test_a_resend_of_a_stored_question_is_still_answered_with_the_stored_message(
+    alice, gateway
+):
+    # A page resending after a reconnect must learn its question was stored, not be refused.
+    await db(give_key)(alice, gateway, "sk-models", model="hy3-preview")
+    await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview\nhy3-large")
+    conversation = await new_conversation(alice, model="hy3-large")
+    await answered_without_the_gateway(alice, conversation, "question", client_id="c-1")
+    await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview")
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": "question", "client_id": "c-1"})
+    echo = await receive(sock)
+    await sock.disconnect()
+    assert echo["type"] == "message" and echo["message"]["client_id"] == "c-1"
+    assert len(await stored(conversation)) == 2
+    assert gateway.requests == []

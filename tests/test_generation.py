@@ -222,6 +222,28 @@ async def test_stop_with_nothing_running_is_refused(alice, gateway):
     assert await stored(conversation) == []
 
 
+async def test_a_stop_while_the_reply_joins_its_control_group_still_saves_it(
+    alice, gateway, monkeypatch
+):
+    # Joining the control group is a round trip to the channel layer (Redis), slow at times:
+    # a Stop or a shutdown arriving meanwhile must end the reply as any other would.
+    async def slow_join(conversation_public_id):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(generation.registry, "join_control", slow_join)
+    conversation, sock = await chat(alice, gateway)
+    await sock.send_json_to({"type": "send", "content": "hello"})
+    assert [(await receive(sock))["type"] for _ in range(2)] == ["message", "message"]
+    await sock.send_json_to({"type": "stop"})
+    done = (await frames_until(sock, "done"))[-1]
+    await sock.disconnect()
+
+    assert done["status"] == "stopped"
+    (_, reply) = await stored(conversation)
+    assert (reply.status, reply.lease_expires_at) == ("stopped", None)
+    assert gateway.requests == []
+
+
 async def test_a_second_send_while_a_reply_runs_is_refused(alice, gateway):
     conversation, sock = await chat(alice, gateway)
     gateway.enqueue(Script(words=300, token_delay=0.005))
@@ -395,7 +417,7 @@ async def test_a_reply_reaped_while_its_overloaded_writer_lives_is_saved_whole(a
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     await Message.objects.filter(pk=reply.pk).aupdate(lease_expires_at=timezone.now())
     reaped = await db(services.reap_stale_replies)(conversation_id=conversation.pk)
-    assert [frame["status"] for _, frame in reaped] == ["interrupted"]
+    assert [message.status for message in reaped] == ["interrupted"]
 
     received = await frames_until(sock, "done")
     while received[-1]["status"] != "complete":  # the reaper's done, then the writer's

@@ -31,6 +31,12 @@ class Command(BaseCommand):
             "--scheme", choices=ApiCredential.Scheme.values, default=ApiCredential.Scheme.BEARER
         )
         parser.add_argument("--model", default="", help="default model, e.g. hy3-preview")
+        parser.add_argument(
+            "--allowed-models",
+            metavar="M1,M2",
+            help="the models people may choose, comma-separated; the default model is "
+            "always allowed (added if left out). Omitted: keep the current list",
+        )
         parser.add_argument("--label", default="")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -55,6 +61,11 @@ class Command(BaseCommand):
                 scheme=options["scheme"],
                 model=options["model"],
                 label=options["label"],
+                allowed_models=(
+                    None
+                    if options["allowed_models"] is None
+                    else options["allowed_models"].split(",")
+                ),
             )
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
@@ -62,5 +73,6 @@ class Command(BaseCommand):
             raise CommandError(f"Invalid credential: {exc}") from None
         owner = user.get_username() if user else "the instance default"
         self.stdout.write(
-            f"Saved key {credential.key_hint} for {owner} at {credential.base_url} (model {credential.default_model})."
+            f"Saved key {credential.key_hint} for {owner} at {credential.base_url} (model {credential.default_model}; "
+            f"allowed: {', '.join(credential.model_choices)})."
         )
