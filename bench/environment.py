@@ -68,7 +68,9 @@ def make_user(username: str) -> Any:
 def give_key(user: Any, gateway_url: str) -> None:
     from conversations import services
 
-    services.set_api_key(user, key="bench-key", base_url=gateway_url, model="bench-model")
+    services.credentials.set_api_key(
+        user, key="bench-key", base_url=gateway_url, model="bench-model"
+    )
 
 
 def session_cookie(user: Any) -> str:

@@ -191,8 +191,8 @@ def history_replay() -> dict[str, Any]:
         conversation = Conversation.objects.create(owner=user, title=f"replay {size}")
         add_messages([conversation], size, text)
         # As for a new reply: everything stored so far is history.
-        ms, queries = timed(lambda c=conversation: services.load_history(c.pk, 2**62))
-        sent = len(services.load_history(conversation.pk, 2**62))
+        ms, queries = timed(lambda c=conversation: services.turns.load_history(c.pk, 2**62))
+        sent = len(services.turns.load_history(conversation.pk, 2**62))
         out[str(size)] = {"ms": ms, "queries": queries, "messages_sent": sent}
     return out
 

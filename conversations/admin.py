@@ -78,12 +78,12 @@ class ApiCredentialForm(forms.ModelForm):
         if "allowed_models" in cleaned:
             lines = [line for line in cleaned["allowed_models"].splitlines() if line.strip()]
             try:
-                names = services.clean_model_names(lines)
+                names = services.credentials.clean_model_names(lines)
             except services.ServiceError as exc:
                 self.add_error("allowed_models", exc.message)
             else:
                 default = cleaned.get("default_model", "")
-                cleaned["allowed_models"] = services.allowed_models_text(default, names)
+                cleaned["allowed_models"] = services.credentials.allowed_models_text(default, names)
         env_id = cleaned.get("env_id", "").strip()
         if env_id:
             cleaned["base_url"] = cloudbase_base_url(env_id)
@@ -99,7 +99,7 @@ class ApiCredentialForm(forms.ModelForm):
         if self.cleaned_data.get("api_key"):
             credential.set_key(self.cleaned_data["api_key"])
         if commit:
-            services.save_credential(credential)
+            services.credentials.save_credential(credential)
         return credential
 
 
@@ -148,14 +148,14 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         return obj.key_hint or "—"
 
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
-        services.save_credential(obj)
+        services.credentials.save_credential(obj)
 
     def delete_model(self, request: HttpRequest, obj: ApiCredential) -> None:
-        services.delete_credential(obj)
+        services.credentials.delete_credential(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
         for credential in list(queryset):
-            services.delete_credential(credential)
+            services.credentials.delete_credential(credential)
 
 
 def _messages_go_with_their_conversation(
@@ -208,17 +208,17 @@ class ConversationAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Conversation, form: Any, change: bool) -> None:
         if form.changed_data:
-            services.update_settings(
+            services.conversations.update_settings(
                 obj, **{name: getattr(obj, name) for name in form.changed_data}
             )
 
     def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
         # Stops a reply still being written (it would go on costing tokens) and tells the
         # conversation's open pages, in whichever process.
-        services.delete_conversation(obj)
+        services.conversations.delete_conversation(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
-        services.delete_conversations(queryset)
+        services.conversations.delete_conversations(queryset)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
@@ -320,11 +320,11 @@ class UserAdmin(auth_admin.UserAdmin):
         return usage.with_usage(super().get_queryset(request))
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.delete_user(obj)
+        services.conversations.delete_user(obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for user in list(queryset):
-            services.delete_user(user)
+            services.conversations.delete_user(user)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))

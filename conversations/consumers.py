@@ -167,7 +167,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_SIGNED_IN)
             return
         public_id = self.scope["url_route"]["kwargs"]["conversation_id"]
-        conversation = await db(services.get_conversation)(user, public_id)
+        conversation = await db(services.conversations.get_conversation)(user, public_id)
         if conversation is None:
             await self.accept()
             await self.close(code=CLOSE_NOT_FOUND)
@@ -176,7 +176,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.conversation = conversation
         self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
         # Join before the snapshot: every delta after it is queued for us, none is missed.
-        group = services.group_name(conversation.public_id)
+        group = services.events.group_name(conversation.public_id)
         try:
             if not self.channel_name:
                 raise layers.LayerUnavailable("a socket")
@@ -193,7 +193,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         generation.registry.ensure_ticker()
         snapshot = generation.registry.local_snapshot(conversation.public_id)
         if snapshot is None:
-            stored = await services.call(generation.stored_snapshot, conversation.pk)
+            stored = await services.events.call(services.replies.stored_snapshot, conversation.pk)
             if stored is not None:
                 # Written by another process: ask its owner for the exact text, and hold
                 # the deltas that arrive meanwhile. Its last checkpoint is the fallback.
@@ -317,7 +317,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         # Channels (4.2+) makes a round trip to the database thread before every handler to
         # close stale connections. Here it is never needed: this consumer, and the turn
         # actions of `generation` it calls, reach the database only through
-        # `database_sync_to_async` (`db`, `services.call`), which closes them around each
+        # `database_sync_to_async` (`db`, `services.events.call`), which closes them around each
         # call in that thread anyway (tests/test_database_thread.py). Skipping it keeps relayed
         # deltas (which touch no database) and received frames from queueing behind the
         # database work of the whole process.
@@ -379,8 +379,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def chat_silence(self, event: dict[str, Any]) -> None:
         if event["message_id"] != self._following:
             return
-        reply = await services.call(
-            services.finished_reply, self.conversation.pk, event["message_id"]
+        reply = await services.events.call(
+            services.replies.finished_reply, self.conversation.pk, event["message_id"]
         )
         if reply is not None and event["message_id"] == self._following:
             # Rendered here, not in the database thread every socket shares.

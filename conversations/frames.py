@@ -33,7 +33,7 @@ def thinking(message_id: UUID | str, seq: int, text: str) -> dict[str, Any]:
 
 def done(msg: Message) -> dict[str, Any]:
     # Renders Markdown and highlights code: build it in the event loop, never in the database
-    # thread every socket shares (see `services.finish_reply` and `services.call`).
+    # thread every socket shares (see `services.replies.finish_reply` and `services.events.call`).
     frame: dict[str, Any] = {
         "type": "done",
         "message_id": str(msg.public_id),

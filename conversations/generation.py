@@ -29,12 +29,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations import frames, layers, services, upstream
 from conversations.models import Conversation, Message
-from conversations.services import Checkpoint, Outcome, ServiceError, TurnPlan, TurnStart
+from conversations.services import ServiceError
+from conversations.services.replies import Checkpoint, Outcome
+from conversations.services.turns import TurnPlan, TurnStart
 from conversations.text import clean
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class Generation:
         # lease last renewed: a reply of d seconds gets about d checkpoints, not d + 1.
         self._saved_at = self._renewed_at = time.monotonic()
         # Per token, only the frame is built: its address and id are worked out once.
-        self._group = services.group_name(plan.conversation_public_id)
+        self._group = services.events.group_name(plan.conversation_public_id)
         self._message_id = str(plan.message_public_id)
 
     # --- what a (re)connecting socket is told ------------------------------------------
@@ -131,7 +132,7 @@ class Generation:
                     self.thinking_parts.append(text)
                     frame = frames.thinking(self._message_id, self.seq, text)
                 try:
-                    await services.send_to_group(self._group, frame)
+                    await services.events.send_to_group(self._group, frame)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -233,7 +234,9 @@ class Generation:
                 outcome.error_code, outcome.error_message, self.plan.message_public_id
             )
             # The `done` frame already carries the error; this one only alerts.
-            await layers.best_effort(partial(services.broadcast, conversation, error), "error")
+            await layers.best_effort(
+                partial(services.events.broadcast, conversation, error), "error"
+            )
         if self.plan.name_after and outcome.status == Message.Status.COMPLETE and outcome.content:
             registry.track(self._name_conversation(outcome.content))
 
@@ -259,7 +262,9 @@ class Generation:
         except upstream.UpstreamError as exc:
             logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
             return
-        await services.call(services.set_generated_title, self.plan.conversation_id, title)
+        await services.events.call(
+            services.conversations.set_generated_title, self.plan.conversation_id, title
+        )
 
 
 async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
@@ -281,12 +286,12 @@ async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
             # The frame that ends the reply on every page is worth waiting for a layer that
             # is coming back; a page that still misses it finds the stored reply by itself
             # (consumers.ConversationConsumer follows a streaming reply, see `_follow`).
-            await layers.retrying(partial(services.broadcast, conversation, frame), "done")
+            await layers.retrying(partial(services.events.broadcast, conversation, frame), "done")
         except layers.LayerUnavailable:
             pass
     if problem:
         error = frames.error("save_failed", problem, plan.message_public_id)
-        await layers.best_effort(partial(services.broadcast, conversation, error), "error")
+        await layers.best_effort(partial(services.events.broadcast, conversation, error), "error")
     return frame
 
 
@@ -294,7 +299,7 @@ async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None,
     """`save_reply`'s tries: the saved reply, and a sentence for the page ("" when
     nothing of what it was shown was left out)."""
     try:
-        return await services.call(services.finish_reply, plan, outcome), ""
+        return await services.events.call(services.replies.finish_reply, plan, outcome), ""
     except services.STORAGE_ERRORS:
         logger.exception(
             "The final save of %s failed; trying again with its text cleaned",
@@ -312,7 +317,7 @@ async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None,
         error_message=clean(outcome.error_message),
     )
     try:
-        reply = await services.call(services.finish_reply, cleaned_plan, cleaned)
+        reply = await services.events.call(services.replies.finish_reply, cleaned_plan, cleaned)
     except services.STORAGE_ERRORS:
         logger.exception(
             "The final save of %s failed again; saving it without thinking or search entries",
@@ -326,7 +331,9 @@ async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None,
         )
     bare = dataclasses.replace(cleaned, thinking="")
     try:
-        reply = await services.call(services.finish_reply, cleaned_plan, bare, index=False)
+        reply = await services.events.call(
+            services.replies.finish_reply, cleaned_plan, bare, index=False
+        )
     except services.STORAGE_ERRORS:
         logger.exception("The final save of %s failed for good", plan.message_public_id)
         return None, _(
@@ -484,12 +491,14 @@ class Registry:
 
     async def join_control(self, conversation_public_id: UUID) -> None:
         channel = await self._control_channel()
-        await get_channel_layer().group_add(services.control_group(conversation_public_id), channel)
+        await get_channel_layer().group_add(
+            services.events.control_group(conversation_public_id), channel
+        )
 
     async def leave_control(self, conversation_public_id: UUID) -> None:
         if self._channel is not None and conversation_public_id not in self._running:
             await get_channel_layer().group_discard(
-                services.control_group(conversation_public_id), self._channel
+                services.events.control_group(conversation_public_id), self._channel
             )
 
     async def _listen(self, channel: str) -> None:
@@ -524,14 +533,14 @@ class Registry:
     async def request_stop(self, conversation_public_id: UUID) -> None:
         """Ask whichever process owns this conversation's reply to stop it."""
         await get_channel_layer().group_send(
-            services.control_group(conversation_public_id),
-            services.stop_request(conversation_public_id),
+            services.events.control_group(conversation_public_id),
+            services.events.stop_request(conversation_public_id),
         )
 
     async def request_snapshot(self, conversation_public_id: UUID, reply_to: str) -> None:
         """Ask the owning process to send `chat.snapshot` to the channel `reply_to`."""
         await get_channel_layer().group_send(
-            services.control_group(conversation_public_id),
+            services.events.control_group(conversation_public_id),
             {
                 "type": "generation.snapshot",
                 "conversation": str(conversation_public_id),
@@ -555,7 +564,7 @@ class Registry:
             try:
                 await self.checkpoint_now()
                 if ticks % reap_every == 0:
-                    await services.call(services.reap_stale_replies)
+                    await services.events.call(services.replies.reap_stale_replies)
             except Exception:
                 logger.exception("Checkpoint or reaping failed; retrying next tick")
 
@@ -573,7 +582,7 @@ class Registry:
             if g.plan.message_id not in saved and g.lease_due(now, settings.CHAT_LEASE_SECONDS)
         ]
         if batch or renew:
-            await services.call(services.checkpoint, batch, renew)
+            await services.events.call(services.replies.checkpoint, batch, renew)
 
     def local_snapshot(self, conversation_public_id: UUID) -> dict[str, Any] | None:
         generation = self._running.get(conversation_public_id)
@@ -587,30 +596,6 @@ async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> None:
             logger.warning(
                 "%d task(s) did not end within %.0f s of shutdown", len(pending), timeout
             )
-
-
-def stored_snapshot(conversation_id: int) -> dict[str, Any] | None:
-    """A reply streaming in a process we cannot see: its last checkpoint.
-
-    One read when nothing streams (every socket that opens asks). A reply whose process
-    stopped renewing its lease is marked interrupted here instead, and has no snapshot.
-    """
-    message = (
-        Message.objects.filter(conversation_id=conversation_id, status=Message.Status.STREAMING)
-        .only("public_id", "seq", "content", "thinking", "lease_expires_at")
-        .first()
-    )
-    if message is None:
-        return None
-    if message.lease_expires_at is not None and message.lease_expires_at < timezone.now():
-        services.reap_stale_replies(conversation_id=conversation_id)
-        return None
-    return {
-        "message_id": str(message.public_id),
-        "seq": message.seq,
-        "text": message.content,
-        "thinking": message.thinking,
-    }
 
 
 registry = Registry()
@@ -627,13 +612,15 @@ async def send(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
     with registry.starting():
-        start = await services.call(services.start_turn, user, conversation, content, client_id)
+        start = await services.events.call(
+            services.turns.start_turn, user, conversation, content, client_id
+        )
     return await _launch(start)
 
 
 async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
     with registry.starting():
-        start = await services.call(services.regenerate, user, conversation)
+        start = await services.events.call(services.turns.regenerate, user, conversation)
     return await _launch(start)
 
 
@@ -641,8 +628,8 @@ async def edit(
     user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
 ) -> TurnStart:
     with registry.starting():
-        start = await services.call(
-            services.edit_and_resend, user, conversation, message_id, content
+        start = await services.events.call(
+            services.turns.edit_and_resend, user, conversation, message_id, content
         )
     return await _launch(start)
 

@@ -23,7 +23,7 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class Send:
-    # Checked and cleaned (NUL, lone surrogates) by services.validate_content, the one place
+    # Checked and cleaned (NUL, lone surrogates) by services.turns.validate_content, the one place
     # that knows the rules for a message's text.
     content: Any
     client_id: str = ""
@@ -69,7 +69,7 @@ def decode(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> Any
 def _is_text(value: Any) -> bool:
     """A string every database stores as it is (`conversations.text`): JSON escapes decode
     to NULs ("\\u0000") and lone surrogates ("\\ud800") too. An id holding one is no id;
-    message content is cleaned instead, by `services.validate_content`."""
+    message content is cleaned instead, by `services.turns.validate_content`."""
     if not isinstance(value, str):
         return True  # not a string at all: refused where its type is checked
     return clean(value) == value

@@ -15,7 +15,7 @@ Two kinds of code point cannot be stored everywhere:
 `clean` is applied where text comes in, so that what a page saw, what a snapshot holds
 and what is stored are the same text, on SQLite as on PostgreSQL:
 
-- a person's text when it is validated (`services.validate_content`, the services that
+- a person's text when it is validated (`services.turns.validate_content`, the services that
   store titles, settings and credential labels, the app's forms);
 - the gateway's text in `upstream`, delta by delta (answer and thinking), and titles;
 - new places that store text (attachments' names and text, summaries) do the same.

@@ -1,7 +1,7 @@
 """Token usage, aggregated in the database: per user, per day and per month (UTC).
 
 Usage is what the gateway reported for each assistant reply (`input_tokens` and
-`output_tokens`, stored by `services.finish_reply`), whatever became of the reply later:
+`output_tokens`, stored by `services.replies.finish_reply`), whatever became of the reply later:
 a superseded, stopped or failed reply was still paid for. Every function here runs a
 fixed number of queries, whatever the number of messages.
 """

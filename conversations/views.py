@@ -19,7 +19,7 @@ from conversations.models import Conversation, Message
 
 
 def _own(request: HttpRequest, public_id: UUID) -> Conversation:
-    conversation = services.get_conversation(request.user, public_id)
+    conversation = services.conversations.get_conversation(request.user, public_id)
     if conversation is None:
         raise Http404("No such conversation")
     return conversation
@@ -53,7 +53,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def create(request: HttpRequest) -> HttpResponse:
-    conversation = services.create_conversation(request.user)
+    conversation = services.conversations.create_conversation(request.user)
     return redirect("chat", public_id=conversation.public_id)
 
 
@@ -113,7 +113,7 @@ def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
         context = _page_context(request, conversation)
         context.update({"messages": _active_messages(conversation), "rename_errors": errors})
         return render(request, "conversations/chat.html", context, status=400)
-    services.rename_conversation(conversation, form.cleaned_data["title"])
+    services.conversations.rename_conversation(conversation, form.cleaned_data["title"])
     if _wants_json(request):
         return JsonResponse({"title": conversation.title})
     return redirect("chat", public_id=conversation.public_id)
@@ -124,7 +124,7 @@ def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
     conversation = _own(request, public_id)
     if request.method == "POST":
-        services.delete_conversation(conversation)
+        services.conversations.delete_conversation(conversation)
         return redirect("home")
     context = _page_context(request, conversation)
     return render(request, "conversations/delete.html", context)
@@ -143,7 +143,7 @@ def conversation_settings(request: HttpRequest, public_id: UUID) -> HttpResponse
         request.POST or None, instance=conversation, model_choices=choices
     )
     if request.method == "POST" and form.is_valid():
-        services.update_settings(
+        services.conversations.update_settings(
             conversation, **{name: form.cleaned_data[name] for name in form.Meta.fields}
         )
         return redirect("chat", public_id=conversation.public_id)

@@ -133,7 +133,7 @@ def bob(db: None) -> Any:
 
 
 def give_key(user: Any, gateway: FakeGateway, key: str, **kwargs: Any) -> Any:
-    return services.set_api_key(user, key=key, base_url=gateway.base_url, **kwargs)
+    return services.credentials.set_api_key(user, key=key, base_url=gateway.base_url, **kwargs)
 
 
 def session_cookie(user: Any) -> bytes:

@@ -108,7 +108,7 @@ def test_an_admin_adds_a_credential_and_then_sees_only_its_mask(admin_client, al
 
 
 def test_typing_a_new_key_rotates_it_and_an_empty_box_keeps_it(admin_client, alice):
-    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    credential = services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
 
     response = admin_client.post(change_url(credential), form_data(alice, label="kept"))
     assert response.status_code == 302
@@ -174,8 +174,8 @@ def test_a_malformed_allowed_model_is_refused_with_the_field_named(admin_client,
 
 
 def test_unticking_active_revokes_the_key(admin_client, alice):
-    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
-    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    credential = services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
     response = admin_client.post(change_url(credential), form_data(alice, is_active=None))
     assert response.status_code == 302
     # No fallback to the instance default: a revoked key means no key.
@@ -183,8 +183,8 @@ def test_unticking_active_revokes_the_key(admin_client, alice):
 
 
 def test_deleting_a_credential_in_the_admin_goes_through_the_services(admin_client, alice, caplog):
-    credential = services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
-    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    credential = services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
     with caplog.at_level(logging.INFO, logger="conversations.services"):
         response = admin_client.post(
             f"/admin/conversations/apicredential/{credential.pk}/delete/", {"post": "yes"}
@@ -284,7 +284,7 @@ async def test_deleting_a_user_in_the_admin_tells_the_pages_of_their_conversatio
 
 
 def test_an_admin_changes_a_conversations_settings_but_cannot_add_one(admin_client, alice):
-    conversation = services.create_conversation(alice, title="Mine")
+    conversation = services.conversations.create_conversation(alice, title="Mine")
     response = admin_client.post(
         conversation_url(conversation, "change"),
         {
@@ -324,9 +324,9 @@ def test_messages_are_history_the_admin_reads_but_does_not_change_or_delete(admi
 
 # --- Users with usage --------------------------------------------------------------------------
 def test_the_user_list_shows_usage_and_quota_left(admin_client, alice, bob):
-    services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
     ApiCredential.objects.filter(user=alice).update(monthly_token_quota=10_000)
-    services.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
     ApiCredential.objects.filter(user=bob).update(is_active=False)
     record_reply(alice, input_tokens=1234, output_tokens=766)
     record_reply(alice, input_tokens=5, output_tokens=5, at=usage.month_start() - timedelta(days=1))

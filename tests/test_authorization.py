@@ -18,7 +18,7 @@ from django.test import Client
 from conversations import services
 from conversations.consumers import ConversationConsumer
 from conversations.models import Conversation, Message
-from conversations.services import Outcome
+from conversations.services.replies import Outcome
 from tests.conftest import ORIGIN, make_user, receive, session_cookie
 
 SECRET_WORD = "quillwort"
@@ -47,9 +47,9 @@ def make_visitors() -> dict[str, Any]:
 
 def owned_conversation(owner: Any) -> Conversation:
     """A conversation with settings and one finished exchange, made through the services."""
-    services.set_api_key(owner, key="sk-authz", base_url="http://127.0.0.1:9")
-    conversation = services.create_conversation(owner, title=TITLE)
-    services.update_settings(
+    services.credentials.set_api_key(owner, key="sk-authz", base_url="http://127.0.0.1:9")
+    conversation = services.conversations.create_conversation(owner, title=TITLE)
+    services.conversations.update_settings(
         conversation,
         system_prompt="Keep it secret.",
         model="",
@@ -57,8 +57,8 @@ def owned_conversation(owner: Any) -> Conversation:
         top_p=None,
         max_tokens=None,
     )
-    start = services.start_turn(owner, conversation, f"Tell me about {SECRET_WORD}")
-    services.finish_reply(
+    start = services.turns.start_turn(owner, conversation, f"Tell me about {SECRET_WORD}")
+    services.replies.finish_reply(
         start.plan,
         Outcome(
             status=Message.Status.COMPLETE,
@@ -220,7 +220,7 @@ def test_urls_carry_uuids_never_the_database_id() -> None:
     people = make_visitors()
     owner = people["owner"]
     conversations = [owned_conversation(owner)] + [
-        services.create_conversation(owner, title=f"more {i}") for i in range(3)
+        services.conversations.create_conversation(owner, title=f"more {i}") for i in range(3)
     ]
     client = client_for(owner)
     pages = ["/", "/conversations/", f"/search/?q={SECRET_WORD}"]
@@ -305,7 +305,7 @@ async def test_a_handshake_from_another_origin_never_reaches_the_consumer(
     origin: bytes | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner = await database_sync_to_async(make_user)("owner")
-    conversation = await database_sync_to_async(services.create_conversation)(owner)
+    conversation = await database_sync_to_async(services.conversations.create_conversation)(owner)
     reached: list[str] = []
     real_connect = ConversationConsumer.connect
 

@@ -153,7 +153,7 @@ async def test_rotation_moves_every_key_to_the_new_encryption_key(alice, bob, ga
 
 def test_without_rotation_dropping_the_old_key_loses_the_stored_keys(alice, settings):
     settings.FIELD_ENCRYPTION_KEYS = [KEY_A]
-    services.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
     settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
     with pytest.raises(crypto.DecryptionError):
         credentials.resolve(alice)
@@ -161,9 +161,9 @@ def test_without_rotation_dropping_the_old_key_loses_the_stored_keys(alice, sett
 
 def test_rotation_reports_keys_it_cannot_decrypt_and_rotates_the_rest(alice, bob, settings):
     settings.FIELD_ENCRYPTION_KEYS = [KEY_A]
-    services.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
     settings.FIELD_ENCRYPTION_KEYS = [KEY_B]
-    services.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
     lost = ApiCredential.objects.get(user=alice)
 
     new_key = Fernet.generate_key().decode()

@@ -29,7 +29,7 @@ db = database_sync_to_async
 
 
 async def new_conversation(user, **fields) -> Conversation:
-    conversation = await db(services.create_conversation)(user)
+    conversation = await db(services.conversations.create_conversation)(user)
     if fields:
         await Conversation.objects.filter(pk=conversation.pk).aupdate(**fields)
         await conversation.arefresh_from_db()
@@ -265,12 +265,14 @@ async def test_a_page_following_a_reply_whose_done_was_lost_gets_it_from_the_dat
     monkeypatch.setattr(consumers, "SNAPSHOT_WAIT_SECONDS", 0.1)
     await db(give_key)(alice, gateway, "sk-alice-lost")
     conversation = await new_conversation(alice)
-    start = await db(services.start_turn)(alice, conversation, "Is anyone there?")
+    start = await db(services.turns.start_turn)(alice, conversation, "Is anyone there?")
     socket = await open_socket(alice, conversation.public_id)
     state = await receive(socket)
     assert state["generation"]["message_id"] == str(start.assistant_message.public_id)
-    outcome = services.Outcome(status="complete", content="Yes, here.", stop_reason="end_turn")
-    await db(services.finish_reply)(start.plan, outcome)  # stored, never broadcast
+    outcome = services.replies.Outcome(
+        status="complete", content="Yes, here.", stop_reason="end_turn"
+    )
+    await db(services.replies.finish_reply)(start.plan, outcome)  # stored, never broadcast
 
     done = await receive(socket, timeout=5)
     assert done["type"] == "done" and done["status"] == "complete"

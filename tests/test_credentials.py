@@ -275,7 +275,7 @@ async def test_the_plaintext_key_is_in_no_frame_log_page_or_database_byte(
 
 
 def test_resolve_returns_the_plaintext_only_in_memory(alice):
-    services.set_api_key(alice, key=SECRET, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key=SECRET, base_url="https://gw.example/v1")
     credential = credentials.resolve(alice)
     assert credential.key == SECRET
     # The dataclass keeps the key out of its repr, so it cannot slip into a log line.
@@ -289,7 +289,7 @@ def test_resolve_takes_the_newest_active_own_key_then_the_newest_active_default(
         row = ApiCredential(user=user, base_url="https://gw.example/v1", default_model="m")
         row.set_key(key)
         row.is_active = active
-        return services.save_credential(row)
+        return services.credentials.save_credential(row)
 
     credential(None, "sk-default-old")
     credential(None, "sk-default-new")
@@ -313,9 +313,13 @@ def test_resolve_takes_the_newest_active_own_key_then_the_newest_active_default(
 # --- Allowed models -------------------------------------------------------------------------
 async def answered_without_the_gateway(user, conversation, content: str, client_id="") -> None:
     """A stored exchange, as if a reply had been written (no request to the gateway)."""
-    start = await services.call(services.start_turn, user, conversation, content, client_id)
-    outcome = services.Outcome(status="complete", content="An answer.", stop_reason="end_turn")
-    await services.call(services.finish_reply, start.plan, outcome)
+    start = await services.events.call(
+        services.turns.start_turn, user, conversation, content, client_id
+    )
+    outcome = services.replies.Outcome(
+        status="complete", content="An answer.", stop_reason="end_turn"
+    )
+    await services.events.call(services.replies.finish_reply, start.plan, outcome)
 
 
 async def test_a_stored_model_the_key_does_not_allow_is_refused_for_every_kind_of_turn(

@@ -56,7 +56,9 @@ async def test_a_reply_of_a_stopped_process_is_rendered_in_the_event_loop(
     # interrupted (in the database thread) and every page gets its `done`.
     await db(give_key)(alice, gateway, "sk-frames")
     conversation = await new_conversation(alice)
-    start = await services.call(services.start_turn, alice, conversation, "Anyone there?")
+    start = await services.events.call(
+        services.turns.start_turn, alice, conversation, "Anyone there?"
+    )
     await Message.objects.filter(pk=start.assistant_message.pk).aupdate(
         content="*Half* a reply", lease_expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -129,7 +129,9 @@ async def test_connection_refused_is_a_clear_error(alice, gateway, settings):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    await db(services.set_api_key)(alice, key="sk-x", base_url=f"http://127.0.0.1:{closed_port}")
+    await db(services.credentials.set_api_key)(
+        alice, key="sk-x", base_url=f"http://127.0.0.1:{closed_port}"
+    )
     conversation = await new_conversation(alice)
     sock = await open_socket(alice, conversation.public_id)
     await receive(sock)
@@ -200,7 +202,7 @@ async def test_deleting_a_conversation_mid_reply_stops_the_upstream_stream(alice
     deltas = 0
     while deltas < 5:
         deltas += (await receive(sock))["type"] == "delta"
-    await database_sync_to_async(services.delete_conversation)(conversation)
+    await database_sync_to_async(services.conversations.delete_conversation)(conversation)
 
     # No more tokens are paid for: the gateway sees the hang-up.
     for _ in range(100):
@@ -263,9 +265,9 @@ async def test_one_streaming_reply_per_conversation_is_enforced_by_the_database(
     await db(give_key)(alice, gateway, "sk")
     conversation = await new_conversation(alice)
     # Straight to the service, bypassing the in-memory registry: the database refuses.
-    await db(services.start_turn)(alice, conversation, "one")
+    await db(services.turns.start_turn)(alice, conversation, "one")
     with pytest.raises(services.ServiceError) as refused:
-        await db(services.start_turn)(alice, conversation, "two")
+        await db(services.turns.start_turn)(alice, conversation, "two")
     assert refused.value.code == "generation_running"
     assert [m.content for m in await stored(conversation)] == ["one", ""]
 
@@ -324,7 +326,7 @@ async def test_edit_of_an_assistant_message_or_another_conversations_message_is_
     conversation, sock = await chat(alice, gateway)
     await turn(sock, "Q")
     other = await new_conversation(alice)
-    other_start = await db(services.start_turn)(alice, other, "elsewhere")
+    other_start = await db(services.turns.start_turn)(alice, other, "elsewhere")
     await generation.registry.wait(other.public_id)
     _question, reply = await stored(conversation)
     before = [(m.pk, m.content, m.superseded_at) for m in await stored(conversation)]
@@ -363,11 +365,11 @@ async def test_a_deactivated_credential_means_no_key_and_no_upstream_call(alice,
 
 
 # --- Checkpoint pacing ---------------------------------------------------------------------
-def plan_for_pacing() -> services.TurnPlan:
+def plan_for_pacing() -> services.turns.TurnPlan:
     credential = GatewayCredential(
         base_url="http://gateway", scheme="bearer", key="k", default_model="m"
     )
-    return services.TurnPlan(
+    return services.turns.TurnPlan(
         conversation_id=1,
         conversation_public_id=uuid4(),
         owner_id=1,
@@ -416,7 +418,7 @@ async def test_a_reply_reaped_while_its_overloaded_writer_lives_is_saved_whole(a
         pass
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     await Message.objects.filter(pk=reply.pk).aupdate(lease_expires_at=timezone.now())
-    reaped = await db(services.reap_stale_replies)(conversation_id=conversation.pk)
+    reaped = await db(services.replies.reap_stale_replies)(conversation_id=conversation.pk)
     assert [message.status for message in reaped] == ["interrupted"]
 
     received = await frames_until(sock, "done")

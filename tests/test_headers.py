@@ -17,7 +17,7 @@ from django.test import Client
 
 from conversations import services
 from conversations.models import ApiCredential, Message
-from conversations.services import Outcome
+from conversations.services.replies import Outcome
 from tests.conftest import make_user
 from tests.live import ROOT
 
@@ -82,11 +82,11 @@ def inline_code(html: str) -> list[str]:
 
 
 def every_page(client: Client, admin: Client, user: Any) -> dict[str, Any]:
-    services.set_api_key(user, key="sk-headers", base_url="http://127.0.0.1:9")
-    conversation = services.create_conversation(user, title="Tables")
-    start = services.start_turn(user, conversation, "A table, please")
+    services.credentials.set_api_key(user, key="sk-headers", base_url="http://127.0.0.1:9")
+    conversation = services.conversations.create_conversation(user, title="Tables")
+    start = services.turns.start_turn(user, conversation, "A table, please")
     table = "| a | b |\n|:--|--:|\n| 1 | 2 |\n\n```python\nprint('hi')\n```"
-    services.finish_reply(
+    services.replies.finish_reply(
         start.plan,
         Outcome(status=Message.Status.COMPLETE, content=table, stop_reason="end_turn"),
     )

@@ -141,7 +141,7 @@ def test_the_login_page_follows_the_browsers_language(db: None, accept: str, lan
 def test_the_chat_page_in_chinese_keeps_the_names_of_its_controls_translated(
     alice: Any,
 ) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     page = (
         signed_in(alice, HTTP_ACCEPT_LANGUAGE="zh-CN")
         .get(f"/c/{conversation.public_id}/")
@@ -184,7 +184,7 @@ def test_the_login_page_has_the_language_switch(db: None) -> None:
 
 
 def test_the_javascript_catalog_is_loaded_by_a_script_before_the_modules(alice: Any) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     page = signed_in(alice).get(f"/c/{conversation.public_id}/").content.decode()
     scripts = re.findall(r"<script\b[^>]*>", page)
     assert scripts[0] == '<script src="/jsi18n/">'
@@ -205,7 +205,7 @@ def test_the_javascript_catalog_translates_the_chat_strings(db: None) -> None:
 
 
 def test_dates_in_the_page_are_localised(alice: Any) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     conversation.messages.create(role="user", content="hi")
     url = f"/c/{conversation.public_id}/"
     chinese = signed_in(alice, HTTP_ACCEPT_LANGUAGE="zh-CN").get(url).content.decode()

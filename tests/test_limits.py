@@ -60,7 +60,7 @@ async def test_a_turn_over_the_monthly_quota_is_refused_and_says_when_it_resets(
 
 
 def test_the_quota_resets_on_the_first_of_next_month_utc(alice):
-    services.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
     set_quota(alice, 10)
     new_year_eve = datetime(2026, 12, 31, 23, 0, tzinfo=UTC)
     reply = record_reply(alice, input_tokens=10, output_tokens=0)
@@ -106,18 +106,18 @@ async def test_the_gateways_reported_usage_is_what_the_quota_counts(alice, gatew
 
 
 def test_the_instance_default_quota_counts_for_each_user_separately(alice, bob):
-    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
     set_quota(None, 100)
     record_reply(alice, input_tokens=60, output_tokens=40)
     with pytest.raises(services.ServiceError) as refused:
-        services.start_turn(alice, services.create_conversation(alice), "hi")
+        services.turns.start_turn(alice, services.conversations.create_conversation(alice), "hi")
     assert refused.value.code == "quota_exceeded"
-    start = services.start_turn(bob, services.create_conversation(bob), "hi")
+    start = services.turns.start_turn(bob, services.conversations.create_conversation(bob), "hi")
     assert start.plan is not None
 
 
 def test_regenerate_and_edit_are_refused_over_the_quota_and_change_nothing(alice):
-    services.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
     reply = record_reply(alice, input_tokens=50, output_tokens=50)
     conversation = reply.conversation
     question = conversation.messages.get(role=Message.Role.USER)
@@ -125,8 +125,8 @@ def test_regenerate_and_edit_are_refused_over_the_quota_and_change_nothing(alice
     before = list(conversation.messages.values_list("pk", "superseded_at"))
 
     for action in (
-        lambda: services.regenerate(alice, conversation),
-        lambda: services.edit_and_resend(alice, conversation, question.public_id, "edited"),
+        lambda: services.turns.regenerate(alice, conversation),
+        lambda: services.turns.edit_and_resend(alice, conversation, question.public_id, "edited"),
     ):
         with pytest.raises(services.ServiceError) as refused:
             action()
@@ -135,9 +135,11 @@ def test_regenerate_and_edit_are_refused_over_the_quota_and_change_nothing(alice
 
 
 def test_no_quota_means_no_limit(alice):
-    services.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
     record_reply(alice, input_tokens=10**9, output_tokens=10**9)
-    assert services.start_turn(alice, services.create_conversation(alice), "hi").plan
+    assert services.turns.start_turn(
+        alice, services.conversations.create_conversation(alice), "hi"
+    ).plan
 
 
 # --- Rate ----------------------------------------------------------------------------------------
@@ -187,10 +189,10 @@ def test_the_rate_limit_is_per_user_and_refusals_do_not_count(alice, bob, settin
 def test_a_resend_of_a_stored_message_is_not_counted(alice, settings, monkeypatch):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 1
     monkeypatch.setattr(limits, "clock", lambda: CLOCK)
-    services.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
-    conversation = services.create_conversation(alice)
-    first = services.start_turn(alice, conversation, "hi", client_id="c-1")
-    again = services.start_turn(alice, conversation, "hi", client_id="c-1")
+    services.credentials.set_api_key(alice, key="sk", base_url="https://gw.example/v1")
+    conversation = services.conversations.create_conversation(alice)
+    first = services.turns.start_turn(alice, conversation, "hi", client_id="c-1")
+    again = services.turns.start_turn(alice, conversation, "hi", client_id="c-1")
     assert again.plan is None and again.user_message.pk == first.user_message.pk
 
 

@@ -81,7 +81,7 @@ def test_it_groups_nothing_into_nothing() -> None:
     ["", "garbage", "~", "2026-03-15T12:00:00~", "~12", "9999-12-31T23:59:59-12:00~1"],
 )
 def test_a_broken_cursor_starts_from_the_top(db: None, alice, cursor: str) -> None:
-    services.create_conversation(alice, title="only one")
+    services.conversations.create_conversation(alice, title="only one")
     page = listing.page(alice, cursor)
     assert [c.title for _, items in page.groups for c in items] == ["only one"]
     assert page.next_cursor is None

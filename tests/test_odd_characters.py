@@ -17,7 +17,7 @@ from django.test import AsyncClient
 from conversations import generation, search, services
 from conversations.fakegateway import Script
 from conversations.models import Conversation, Message, SearchDocument
-from conversations.services import Outcome
+from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 
@@ -210,11 +210,11 @@ async def test_a_long_reply_with_nul_is_checkpointed_next_to_other_running_repli
 
 
 # --- Writes the database refuses ----------------------------------------------------------
-async def started_turn(user, gateway, conversation: Conversation) -> services.TurnPlan:
+async def started_turn(user, gateway, conversation: Conversation) -> services.turns.TurnPlan:
     """A stored turn whose reply is streaming, with no generation running it: the test
     saves it itself."""
     await db(give_key)(user, gateway, "sk-odd")
-    start = await db(services.start_turn)(user, conversation, "a question")
+    start = await db(services.turns.start_turn)(user, conversation, "a question")
     assert start.plan is not None
     return start.plan
 
@@ -281,7 +281,9 @@ async def test_a_final_save_refused_for_good_is_reported_and_the_checkpoint_kept
 ):
     conversation = await new_conversation(alice)
     plan = await started_turn(alice, gateway, conversation)
-    await db(services.checkpoint)([services.Checkpoint(plan.message_id, "The", "", 1)], [])
+    await db(services.replies.checkpoint)(
+        [services.replies.Checkpoint(plan.message_id, "The", "", 1)], []
+    )
     await db(refuse_writes)("conversations_message", "content", REFUSED)
     sock = await open_socket(alice, conversation.public_id)
     await receive(sock)

@@ -35,7 +35,7 @@ async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_
     alice, gateway
 ):
     await db(give_key)(alice, gateway, "sk-kill")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     cookie = await db(session_cookie)(alice)
     gateway.enqueue(Script(words=5000, token_delay=0.01))
 

@@ -77,14 +77,14 @@ def test_any_json_value_is_a_frame_or_a_protocol_error(value: Any) -> None:
 def test_text_that_no_database_stores_never_gets_through(value: dict[str, Any], bad: str) -> None:
     # JSON escapes such as "\ud800" decode to lone surrogates, and "\u0000" to a NUL, which
     # not every database stores. A message id with one is refused; content is cleaned by
-    # the one check every turn makes (`services.validate_content`).
+    # the one check every turn makes (`services.turns.validate_content`).
     frame = decode_and_parse(json.dumps({**value, "message_id": bad}))
     if frame is not None:
         assert getattr(frame, "message_id", "") != bad
     frame = decode_and_parse(json.dumps({**value, "content": bad}))
     if isinstance(frame, protocol.Send | protocol.Edit):
         try:
-            content = services.validate_content(frame.content)
+            content = services.turns.validate_content(frame.content)
         except services.ServiceError:
             return
         assert "\x00" not in content
@@ -122,7 +122,7 @@ def test_a_lone_surrogate_in_content_becomes_a_replacement_character() -> None:
         protocol.decode('{"type":"send","content":"hi \\ud800"}', None, max_bytes=LIMIT)
     )
     assert isinstance(frame, protocol.Send)
-    assert services.validate_content(frame.content) == "hi \ufffd"
+    assert services.turns.validate_content(frame.content) == "hi \ufffd"
     # A proper pair is an ordinary character.
     frame = protocol.parse(
         protocol.decode('{"type":"send","content":"\\ud83d\\ude00"}', None, max_bytes=LIMIT)

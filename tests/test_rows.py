@@ -17,8 +17,10 @@ pytestmark = pytest.mark.django_db
 
 
 def test_one_row_comes_back_as_the_orm_reads_it(alice):
-    conversation = services.create_conversation(alice, title="Tides")
-    services.update_settings(conversation, system_prompt="Be brief.", temperature=0.3, top_p=1.0)
+    conversation = services.conversations.create_conversation(alice, title="Tides")
+    services.conversations.update_settings(
+        conversation, system_prompt="Be brief.", temperature=0.3, top_p=1.0
+    )
     db = rows.database()
     where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
     read = rows.one(db, Conversation, where, [conversation.pk], for_update=True)
@@ -35,18 +37,24 @@ def test_one_row_comes_back_as_the_orm_reads_it(alice):
 
 def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gateway):
     give_key(alice, gateway, "sk-rows")
-    conversation = services.create_conversation(alice)
-    first = services.start_turn(alice, conversation, "one")
-    services.finish_reply(first.plan, services.Outcome(status="complete", content="uno"))
-    second = services.start_turn(alice, conversation, "two")
-    assert second.plan.history == services.load_history(conversation.pk, second.plan.message_id)
+    conversation = services.conversations.create_conversation(alice)
+    first = services.turns.start_turn(alice, conversation, "one")
+    services.replies.finish_reply(
+        first.plan, services.replies.Outcome(status="complete", content="uno")
+    )
+    second = services.turns.start_turn(alice, conversation, "two")
+    assert second.plan.history == services.turns.load_history(
+        conversation.pk, second.plan.message_id
+    )
     assert second.plan.history == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "uno"},
         {"role": "user", "content": "two"},
     ]
-    services.finish_reply(second.plan, services.Outcome(status="complete", content="dos"))
-    again = services.edit_and_resend(alice, conversation, second.user_message.public_id, "2")
+    services.replies.finish_reply(
+        second.plan, services.replies.Outcome(status="complete", content="dos")
+    )
+    again = services.turns.edit_and_resend(alice, conversation, second.user_message.public_id, "2")
     assert again.plan.history == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "uno"},
@@ -55,7 +63,7 @@ def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gatew
 
 
 def test_an_update_stores_what_the_orm_would_and_says_how_many_rows_changed(alice):
-    conversation = services.create_conversation(alice, title="Old")
+    conversation = services.conversations.create_conversation(alice, title="Old")
     when = timezone.now() - timedelta(days=3)
     db = rows.database()
     where = f"WHERE {rows.column(db, Conversation, 'id')} = %s"
@@ -71,7 +79,7 @@ def test_an_update_stores_what_the_orm_would_and_says_how_many_rows_changed(alic
 
 
 def test_an_insert_sets_keys_in_order_and_can_skip_rows_an_index_refuses(alice):
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     db = rows.database()
     first, second = (
         Message(conversation=conversation, role="user", content=text) for text in ("a", "b")

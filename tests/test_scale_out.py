@@ -62,7 +62,7 @@ def two_processes():
 
 async def setup_chat(user, gateway):
     await db(give_key)(user, gateway, "sk-shared")
-    conversation = await db(services.create_conversation)(user)
+    conversation = await db(services.conversations.create_conversation)(user)
     cookie = await db(session_cookie)(user)
     return conversation, cookie
 
@@ -137,7 +137,7 @@ async def test_idle_pages_stay_open_on_both_processes(alice, gateway, two_proces
     # Real time must pass here: what broke was a 5 s socket timeout inside redis-py.
     a, b = two_processes
     cookie = await db(session_cookie)(alice)
-    conversations = [await db(services.create_conversation)(alice) for _ in range(6)]
+    conversations = [await db(services.conversations.create_conversation)(alice) for _ in range(6)]
     sockets = [
         await connect(a if i % 2 else b, cookie, c.public_id) for i, c in enumerate(conversations)
     ]

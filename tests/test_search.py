@@ -11,7 +11,7 @@ from django.test import Client
 
 from conversations import search, services
 from conversations.models import Conversation, Message, SearchDocument
-from conversations.services import Outcome
+from conversations.services.replies import Outcome
 
 pytestmark = pytest.mark.django_db
 
@@ -23,17 +23,17 @@ def _no_rate_limit(settings: Any) -> None:
 
 def keyed(user: Any) -> Any:
     # Turns are stored without reaching a gateway here: the address is never called.
-    services.set_api_key(user, key="sk-test-search", base_url="http://127.0.0.1:9")
+    services.credentials.set_api_key(user, key="sk-test-search", base_url="http://127.0.0.1:9")
     return user
 
 
 def exchange(user: Any, conversation: Conversation, question: str, answer: str) -> Message:
     """One stored turn through the services, as a finished reply leaves it. Returns the reply."""
-    start = services.start_turn(user, conversation, question)
+    start = services.turns.start_turn(user, conversation, question)
     assert start.assistant_message is not None
     assert start.plan is not None
     # As the generation does: the turn's automatic title is indexed with the reply.
-    services.finish_reply(
+    services.replies.finish_reply(
         start.plan,
         Outcome(status=Message.Status.COMPLETE, content=answer, stop_reason="end_turn"),
     )
@@ -41,9 +41,9 @@ def exchange(user: Any, conversation: Conversation, question: str, answer: str) 
 
 
 def chat(user: Any, question: str, answer: str = "OK.", title: str = "") -> Conversation:
-    conversation = services.create_conversation(user)
+    conversation = services.conversations.create_conversation(user)
     if title:
-        services.rename_conversation(conversation, title)
+        services.conversations.rename_conversation(conversation, title)
     exchange(user, conversation, question, answer)
     conversation.refresh_from_db()
     return conversation
@@ -95,7 +95,7 @@ def test_it_finds_titles(alice_keyed):
 
 def test_a_new_title_replaces_the_old_one_in_the_index(alice_keyed):
     conversation = chat(alice_keyed, "hello", "hi", title="Marmalade recipes")
-    services.rename_conversation(conversation, "Jam recipes")
+    services.conversations.rename_conversation(conversation, "Jam recipes")
     assert found(alice_keyed, "marmalade") == []
     assert found(alice_keyed, "jam") == ["Jam recipes"]
 
@@ -125,7 +125,7 @@ def test_every_word_must_match(alice_keyed):
 
 
 def test_each_conversation_appears_once_with_its_best_match(alice_keyed):
-    conversation = services.create_conversation(alice_keyed)
+    conversation = services.conversations.create_conversation(alice_keyed)
     for i in range(3):
         exchange(alice_keyed, conversation, f"gnu question {i}", f"gnu answer {i}")
     assert len(search.search(alice_keyed.pk, "gnu")) == 1
@@ -154,7 +154,7 @@ def test_a_long_conversation_does_not_crowd_out_the_others(alice_keyed):
 
 def test_a_deleted_conversation_is_no_longer_found(alice_keyed):
     conversation = chat(alice_keyed, "the pangolin question")
-    services.delete_conversation(conversation)
+    services.conversations.delete_conversation(conversation)
     assert found(alice_keyed, "pangolin") == []
     assert not SearchDocument.objects.exists()
 
@@ -374,9 +374,9 @@ def test_search_needs_sign_in(db):
 @pytest.mark.skipif(connection.vendor != "sqlite", reason="FTS5 is SQLite's")
 def test_the_sqlite_index_stays_consistent(alice_keyed):
     conversation = chat(alice_keyed, "first", "reply", title="A title")
-    services.rename_conversation(conversation, "Another title")
+    services.conversations.rename_conversation(conversation, "Another title")
     exchange(alice_keyed, conversation, "second", "another reply")
-    services.delete_conversation(chat(alice_keyed, "gone"))
+    services.conversations.delete_conversation(chat(alice_keyed, "gone"))
     with connection.cursor() as cursor:
         # Raises if the FTS index and its content table disagree.
         cursor.execute(

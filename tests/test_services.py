@@ -25,17 +25,17 @@ def writes(queries: CaptureQueriesContext, table: str) -> list[str]:
 
 
 @pytest.fixture
-def turn(alice: Any, gateway: Any) -> services.TurnStart:
+def turn(alice: Any, gateway: Any) -> services.turns.TurnStart:
     give_key(alice, gateway, "sk-services")
-    conversation = services.create_conversation(alice)
-    return services.start_turn(alice, conversation, "first question", client_id="c-1")
+    conversation = services.conversations.create_conversation(alice)
+    return services.turns.start_turn(alice, conversation, "first question", client_id="c-1")
 
 
 def test_a_turn_stores_question_and_placeholder_with_one_insert(alice, gateway):
     give_key(alice, gateway, "sk-services")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     with CaptureQueriesContext(connection) as queries:
-        start = services.start_turn(alice, conversation, "a question", client_id="c-1")
+        start = services.turns.start_turn(alice, conversation, "a question", client_id="c-1")
     assert len(writes(queries, "conversations_message")) == 1
     assert start.user_message.pk < start.assistant_message.pk
     assert start.assistant_message.status == Message.Status.STREAMING
@@ -45,7 +45,9 @@ def test_a_turn_stores_question_and_placeholder_with_one_insert(alice, gateway):
 
 
 def test_a_resent_client_id_returns_the_stored_question_and_stores_nothing(alice, turn):
-    again = services.start_turn(alice, turn.user_message.conversation, "first question", "c-1")
+    again = services.turns.start_turn(
+        alice, turn.user_message.conversation, "first question", "c-1"
+    )
     assert again.plan is None and again.assistant_message is None
     assert again.user_message.pk == turn.user_message.pk
     assert Message.objects.filter(conversation=turn.user_message.conversation).count() == 2
@@ -54,7 +56,9 @@ def test_a_resent_client_id_returns_the_stored_question_and_stores_nothing(alice
 def test_a_checkpoint_saves_partial_replies_and_renews_their_leases(turn):
     reply = turn.assistant_message
     Message.objects.filter(pk=reply.pk).update(lease_expires_at=timezone.now())
-    services.checkpoint([services.Checkpoint(reply.pk, "partial text", "some thought", 7)], [])
+    services.replies.checkpoint(
+        [services.replies.Checkpoint(reply.pk, "partial text", "some thought", 7)], []
+    )
     reply.refresh_from_db()
     assert (reply.content, reply.thinking, reply.seq) == ("partial text", "some thought", 7)
     assert reply.lease_expires_at > timezone.now() + timedelta(seconds=1)
@@ -63,7 +67,9 @@ def test_a_checkpoint_saves_partial_replies_and_renews_their_leases(turn):
 def test_a_checkpoint_never_overwrites_a_reply_that_finished_meanwhile(turn):
     reply = turn.assistant_message
     Message.objects.filter(pk=reply.pk).update(status=Message.Status.COMPLETE, content="final")
-    services.checkpoint([services.Checkpoint(reply.pk, "older partial", "", 3)], [reply.pk])
+    services.replies.checkpoint(
+        [services.replies.Checkpoint(reply.pk, "older partial", "", 3)], [reply.pk]
+    )
     reply.refresh_from_db()
     assert (reply.status, reply.content) == (Message.Status.COMPLETE, "final")
 
@@ -72,11 +78,11 @@ def test_a_checkpoint_of_many_replies_is_one_statement(alice, gateway):
     give_key(alice, gateway, "sk-services")
     replies = []
     for n in range(5):
-        conversation = services.create_conversation(alice)
-        replies.append(services.start_turn(alice, conversation, f"q{n}").assistant_message)
-    batch = [services.Checkpoint(r.pk, f"text {r.pk}", "", 1) for r in replies]
+        conversation = services.conversations.create_conversation(alice)
+        replies.append(services.turns.start_turn(alice, conversation, f"q{n}").assistant_message)
+    batch = [services.replies.Checkpoint(r.pk, f"text {r.pk}", "", 1) for r in replies]
     with CaptureQueriesContext(connection) as queries:
-        services.checkpoint(batch, [r.pk for r in replies])
+        services.replies.checkpoint(batch, [r.pk for r in replies])
     # executemany is recorded once per call, with every row's parameters.
     assert len(writes(queries, "conversations_message")) == 1
     assert {m.content for m in Message.objects.filter(pk__in=[r.pk for r in replies])} == {
@@ -86,14 +92,14 @@ def test_a_checkpoint_of_many_replies_is_one_statement(alice, gateway):
 
 def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(alice, gateway):
     give_key(alice, gateway, "sk-services")
-    conversation = services.create_conversation(alice)
-    start = services.start_turn(alice, conversation, "how do tides work")
+    conversation = services.conversations.create_conversation(alice)
+    start = services.turns.start_turn(alice, conversation, "how do tides work")
     assert start.plan is not None and start.plan.first_title == "how do tides work"
     # Renamed while the reply streams: the chosen title is indexed at once.
-    services.rename_conversation(conversation, "Oceans")
-    services.finish_reply(
+    services.conversations.rename_conversation(conversation, "Oceans")
+    services.replies.finish_reply(
         start.plan,
-        services.Outcome(status=Message.Status.COMPLETE, content="The moon."),
+        services.replies.Outcome(status=Message.Status.COMPLETE, content="The moon."),
     )
     titles = SearchDocument.objects.filter(conversation=conversation, message=None)
     assert [d.body for d in titles] == [segment("Oceans")]
@@ -104,7 +110,9 @@ def test_a_first_title_is_indexed_with_the_reply_and_a_rename_meanwhile_wins(ali
 def running_replies(user: Any, gateway: Any, count: int) -> list[Message]:
     give_key(user, gateway, "sk-services")
     return [
-        services.start_turn(user, services.create_conversation(user), f"q{n}").assistant_message
+        services.turns.start_turn(
+            user, services.conversations.create_conversation(user), f"q{n}"
+        ).assistant_message
         for n in range(count)
     ]
 
@@ -113,13 +121,13 @@ def test_a_checkpoint_row_the_database_refuses_does_not_cost_the_others_theirs(a
     first, odd, last = running_replies(alice, gateway, 3)
     Message.objects.update(lease_expires_at=timezone.now())
     batch = [
-        services.Checkpoint(first.pk, "first partial", "", 4),
+        services.replies.Checkpoint(first.pk, "first partial", "", 4),
         # PostgreSQL refuses the NUL, both databases' drivers the lone surrogate: the batch
         # fails, then each row is saved on its own, cleaned.
-        services.Checkpoint(odd.pk, "odd\x00 partial \ud800", "a\x00 thought", 5),
-        services.Checkpoint(last.pk, "last partial", "", 6),
+        services.replies.Checkpoint(odd.pk, "odd\x00 partial \ud800", "a\x00 thought", 5),
+        services.replies.Checkpoint(last.pk, "last partial", "", 6),
     ]
-    services.checkpoint(batch, [first.pk, odd.pk, last.pk])
+    services.replies.checkpoint(batch, [first.pk, odd.pk, last.pk])
     saved = [Message.objects.get(pk=reply.pk) for reply in (first, odd, last)]
     assert [(m.content, m.thinking, m.seq) for m in saved] == [
         ("first partial", "", 4),
@@ -135,10 +143,10 @@ def test_a_checkpoint_row_refused_even_cleaned_keeps_its_text_and_its_lease(
     refused, kept = running_replies(alice, gateway, 2)
     Message.objects.update(lease_expires_at=timezone.now())
     refuse_writes("conversations_message", "content", "refused by the database")
-    services.checkpoint(
+    services.replies.checkpoint(
         [
-            services.Checkpoint(refused.pk, "refused by the database", "", 3),
-            services.Checkpoint(kept.pk, "kept partial", "", 3),
+            services.replies.Checkpoint(refused.pk, "refused by the database", "", 3),
+            services.replies.Checkpoint(kept.pk, "kept partial", "", 3),
         ],
         [],
     )
@@ -152,10 +160,12 @@ def test_a_checkpoint_row_refused_even_cleaned_keeps_its_text_and_its_lease(
 
 
 def test_titles_settings_and_labels_are_stored_without_nul_or_lone_surrogates(alice, gateway):
-    conversation = services.create_conversation(alice, title="New\x00 chat")
+    conversation = services.conversations.create_conversation(alice, title="New\x00 chat")
     assert conversation.title == "New chat"
-    services.rename_conversation(conversation, "Tea\x00 \udcff time")
-    services.update_settings(conversation, system_prompt="Be\x00 brief.", model="m\x00")
+    services.conversations.rename_conversation(conversation, "Tea\x00 \udcff time")
+    services.conversations.update_settings(
+        conversation, system_prompt="Be\x00 brief.", model="m\x00"
+    )
     conversation.refresh_from_db()
     assert (conversation.title, conversation.system_prompt, conversation.model) == (
         "Tea \ufffd time",
@@ -166,11 +176,13 @@ def test_titles_settings_and_labels_are_stored_without_nul_or_lone_surrogates(al
         "Tea \ufffd time"
     )
     with pytest.raises(services.ServiceError) as refused:
-        services.rename_conversation(conversation, "\x00 \x00")
+        services.conversations.rename_conversation(conversation, "\x00 \x00")
     assert refused.value.code == "invalid_title"
 
-    fresh = services.create_conversation(alice)
-    assert services.set_generated_title(fresh.pk, "\x00Scones\x00 and tea") is not None
+    fresh = services.conversations.create_conversation(alice)
+    assert (
+        services.conversations.set_generated_title(fresh.pk, "\x00Scones\x00 and tea") is not None
+    )
     fresh.refresh_from_db()
     assert fresh.title == "Scones and tea"
 

@@ -29,15 +29,15 @@ def stored_messages(html: str) -> str:
 
 
 def test_an_empty_list_and_the_home_page_say_what_to_do(alice: Any, gateway: Any) -> None:
-    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
     html = page(alice)
     assert "No conversations yet. Press “New chat” to start one." in html
     assert "Start a conversation" in html and "Ctrl+Shift+O" in html
 
 
 def test_a_new_chat_says_how_to_write_and_send(alice: Any, gateway: Any) -> None:
-    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
-    conversation = services.create_conversation(alice)
+    services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    conversation = services.conversations.create_conversation(alice)
     html = page(alice, f"/c/{conversation.public_id}/")
     assert 'id="log-empty"' in html
     assert "Enter sends, Shift+Enter starts a new line, Esc stops a reply." in html
@@ -58,7 +58,7 @@ def test_the_offline_demo_banner_says_what_to_ask_the_administrator(
 def test_without_any_key_the_banner_says_what_to_ask_the_administrator(
     alice: Any, gateway: Any
 ) -> None:
-    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
     ApiCredential.objects.filter(user=alice).update(is_active=False)
     html = page(alice)
     assert 'id="no-key-banner"' in html
@@ -69,13 +69,13 @@ def test_without_any_key_the_banner_says_what_to_ask_the_administrator(
 
 
 def test_with_a_key_there_is_no_banner(alice: Any, gateway: Any) -> None:
-    services.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
     html = page(alice)
     assert 'id="demo-banner"' not in html and 'id="no-key-banner"' not in html
 
 
 def test_the_log_is_a_polite_live_region_and_a_streaming_reply_is_busy(alice: Any) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     conversation.messages.create(role="user", content="Hi")
     streaming = conversation.messages.create(
         role="assistant", content="Hel", status=Message.Status.STREAMING
@@ -88,7 +88,7 @@ def test_the_log_is_a_polite_live_region_and_a_streaming_reply_is_busy(alice: An
 
 
 def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     conversation.messages.create(role="user", content="Hi")
     conversation.messages.create(
         role="assistant",
@@ -103,7 +103,7 @@ def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
 
 
 def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> None:
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     conversation.messages.create(role="user", content="Hi")
     url = f"/c/{conversation.public_id}/"
     template = re.search(

@@ -106,7 +106,7 @@ def test_a_stored_thinking_block_is_rendered_folded_above_the_answer(
 ) -> None:
     from conversations import services
 
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     conversation.messages.create(role="user", content="Hi")
     conversation.messages.create(role="assistant", content="**Hello**", thinking="<b>plan</b>")
     client = Client()

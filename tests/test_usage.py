@@ -29,7 +29,7 @@ def record_reply(
     conversation: Any = None,
 ) -> Message:
     """A question and a finished reply with the usage the gateway reported, `at` a given time."""
-    conversation = conversation or services.create_conversation(user)
+    conversation = conversation or services.conversations.create_conversation(user)
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content="q")
     reply = Message.objects.create(
         conversation=conversation,
@@ -101,11 +101,11 @@ def test_top_users_are_ordered_by_tokens_this_month(alice, bob):
 
 def test_with_usage_gives_month_and_overall_totals_and_the_quota_left(alice, bob):
     carol = make_user("carol")
-    services.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
     ApiCredential.objects.filter(user=alice).update(monthly_token_quota=1000)
-    services.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
     ApiCredential.objects.filter(user=None).update(monthly_token_quota=50)
-    services.set_api_key(carol, key="sk-carol", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(carol, key="sk-carol", base_url="https://gw.example/v1")
     ApiCredential.objects.filter(user=carol).update(is_active=False)
     record_reply(alice, input_tokens=100, output_tokens=200)
     record_reply(alice, input_tokens=5, output_tokens=5, at=usage.month_start() - timedelta(days=3))
@@ -223,7 +223,7 @@ def test_the_usage_page_runs_the_same_number_of_queries_for_any_number_of_messag
     now = timezone.now()
     for index in range(40):
         user = make_user(f"user{index}")
-        conversation = services.create_conversation(user)
+        conversation = services.conversations.create_conversation(user)
         for day in range(3):
             record_reply(
                 user,

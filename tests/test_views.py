@@ -20,7 +20,7 @@ from django.utils import timezone
 from conversations import listing, search, services
 from conversations.fakegateway import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
-from conversations.services import Outcome
+from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, open_socket, receive
 from tests.test_search import exchange, keyed
 
@@ -60,7 +60,7 @@ def load_more(html: str) -> str | None:
 
 
 def conversation_at(user: Any, when: Any, title: str) -> Conversation:
-    conversation = services.create_conversation(user, title=title)
+    conversation = services.conversations.create_conversation(user, title=title)
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=when)
     return conversation
 
@@ -98,8 +98,8 @@ def test_new_activity_moves_a_conversation_to_the_top(alice):
 
 
 def test_the_list_shows_only_ones_own_conversations(alice, bob):
-    services.create_conversation(bob, title="Bob's secret")
-    mine = services.create_conversation(alice, title="Mine")
+    services.conversations.create_conversation(bob, title="Bob's secret")
+    mine = services.conversations.create_conversation(alice, title="Mine")
     page = signed_in(alice).get("/").content.decode()
     assert sidebar(page) == [("Today", [str(mine.public_id)])]
     assert "Bob" not in page
@@ -155,7 +155,7 @@ def test_a_page_continues_the_day_group_of_the_one_before(alice):
 
 
 def test_a_hand_made_cursor_answers(alice):
-    services.create_conversation(alice, title="x")
+    services.conversations.create_conversation(alice, title="x")
     client = signed_in(alice)
     for cursor in ["", "nonsense", "9999-12-31T23:59:59-12:00~1", "0001-01-01T00:00:00+14:00~1"]:
         response = client.get("/conversations/", {"cursor": cursor})
@@ -163,8 +163,8 @@ def test_a_hand_made_cursor_answers(alice):
 
 
 def test_the_page_marks_the_open_conversation(alice):
-    other = services.create_conversation(alice, title="other")
-    current = services.create_conversation(alice, title="current")
+    other = services.conversations.create_conversation(alice, title="other")
+    current = services.conversations.create_conversation(alice, title="current")
     page = signed_in(alice).get(f"/c/{current.public_id}/").content.decode()
     assert f'data-conversation-id="{current.public_id}" aria-current="page"' in page
     assert f'data-conversation-id="{other.public_id}" aria-current' not in page
@@ -172,7 +172,7 @@ def test_the_page_marks_the_open_conversation(alice):
 
 # --- Rename -------------------------------------------------------------------------------
 def test_rename_from_the_form(alice):
-    conversation = services.create_conversation(alice, title="Old")
+    conversation = services.conversations.create_conversation(alice, title="Old")
     response = signed_in(alice).post(
         f"/c/{conversation.public_id}/rename/", {"title": "  A   new\tname "}
     )
@@ -185,7 +185,7 @@ def test_rename_from_the_form(alice):
 
 
 def test_rename_as_json(alice):
-    conversation = services.create_conversation(alice, title="Old")
+    conversation = services.conversations.create_conversation(alice, title="Old")
     response = signed_in(alice).post(
         f"/c/{conversation.public_id}/rename/",
         {"title": "Trip to Kyoto"},
@@ -198,7 +198,7 @@ def test_rename_as_json(alice):
 
 
 def test_rename_accepts_two_hundred_characters(alice):
-    conversation = services.create_conversation(alice, title="Old")
+    conversation = services.conversations.create_conversation(alice, title="Old")
     signed_in(alice).post(f"/c/{conversation.public_id}/rename/", {"title": "é" * 200})
     conversation.refresh_from_db()
     assert conversation.title == "é" * 200
@@ -214,7 +214,7 @@ def test_rename_accepts_two_hundred_characters(alice):
     ],
 )
 def test_rename_refuses_bad_titles_and_changes_nothing(alice, title, error):
-    conversation = services.create_conversation(alice, title="Keep me")
+    conversation = services.conversations.create_conversation(alice, title="Keep me")
     url = f"/c/{conversation.public_id}/rename/"
     data = {} if title is None else {"title": title}
     client = signed_in(alice)
@@ -235,13 +235,13 @@ def test_rename_refuses_bad_titles_and_changes_nothing(alice, title, error):
 
 
 def test_rename_is_post_only(alice):
-    conversation = services.create_conversation(alice, title="Old")
+    conversation = services.conversations.create_conversation(alice, title="Old")
     assert signed_in(alice).get(f"/c/{conversation.public_id}/rename/").status_code == 405
 
 
 # --- Delete -------------------------------------------------------------------------------
 def test_delete_asks_first(alice):
-    conversation = services.create_conversation(alice, title="Precious")
+    conversation = services.conversations.create_conversation(alice, title="Precious")
     response = signed_in(alice).get(f"/c/{conversation.public_id}/delete/")
     assert response.status_code == 200
     page = response.content.decode()
@@ -255,9 +255,9 @@ def test_delete_asks_first(alice):
 
 def test_delete_removes_the_conversation_its_messages_and_its_index(alice):
     keyed(alice)
-    doomed = services.create_conversation(alice)
+    doomed = services.conversations.create_conversation(alice)
     exchange(alice, doomed, "the doomed question", "the doomed answer")
-    kept = services.create_conversation(alice)
+    kept = services.conversations.create_conversation(alice)
     exchange(alice, kept, "the kept question", "the kept answer")
     assert SearchDocument.objects.filter(conversation=doomed).count() == 3  # title + 2
 
@@ -274,7 +274,7 @@ def test_delete_removes_the_conversation_its_messages_and_its_index(alice):
 @pytest.mark.django_db(transaction=True)
 async def test_a_tab_left_open_on_a_deleted_conversation_is_told_it_is_gone(alice, gateway):
     await db(give_key)(alice, gateway, "sk-delete-open")
-    conversation = await db(services.create_conversation)(alice, title="Doomed")
+    conversation = await db(services.conversations.create_conversation)(alice, title="Doomed")
     sock = await open_socket(alice, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
     client = AsyncClient()
@@ -295,7 +295,9 @@ async def test_a_tab_left_open_on_a_deleted_conversation_is_told_it_is_gone(alic
 
 # --- Settings -----------------------------------------------------------------------------
 def with_models(user: Any, *models: str) -> None:
-    services.set_api_key(user, key="sk-settings", base_url="http://127.0.0.1:9", model=models[0])
+    services.credentials.set_api_key(
+        user, key="sk-settings", base_url="http://127.0.0.1:9", model=models[0]
+    )
     ApiCredential.objects.filter(user=user).update(allowed_models="\n".join(models))
 
 
@@ -310,7 +312,7 @@ VALID = {
 
 def test_settings_form_offers_the_credentials_models(alice):
     with_models(alice, "hy3-preview", "hy3-large")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     response = signed_in(alice).get(f"/c/{conversation.public_id}/settings/")
     assert response.status_code == 200
     page = response.content.decode()
@@ -322,7 +324,7 @@ def test_settings_form_offers_the_credentials_models(alice):
 
 def test_settings_are_saved(alice):
     with_models(alice, "hy3-preview", "hy3-large")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     response = signed_in(alice).post(f"/c/{conversation.public_id}/settings/", VALID)
     assert response.status_code == 302
     assert response["Location"] == f"/c/{conversation.public_id}/"
@@ -338,7 +340,7 @@ def test_settings_are_saved(alice):
 
 def test_empty_settings_mean_the_defaults(alice):
     with_models(alice, "hy3-preview")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     Conversation.objects.filter(pk=conversation.pk).update(
         system_prompt="x", model="hy3-preview", temperature=0.5, top_p=0.5, max_tokens=9
     )
@@ -356,7 +358,7 @@ def test_empty_settings_mean_the_defaults(alice):
 
 def test_settings_accept_the_bounds(alice):
     with_models(alice, "hy3-preview", "hy3-large")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     limit = django_settings.CHAT_MAX_TOKENS_LIMIT
     for values in (
         {"temperature": "0", "top_p": "0", "max_tokens": "1"},
@@ -388,7 +390,7 @@ def test_settings_accept_the_bounds(alice):
 )
 def test_settings_refuse_out_of_range_values_and_change_nothing(alice, field, value):
     with_models(alice, "hy3-preview", "hy3-large")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     before = Conversation.objects.filter(pk=conversation.pk).values().get()
     if value == "LIMIT+1":
         value = str(django_settings.CHAT_MAX_TOKENS_LIMIT + 1)
@@ -408,7 +410,7 @@ def test_settings_refuse_out_of_range_values_and_change_nothing(alice, field, va
 
 def test_a_model_chosen_earlier_stays_selectable(alice):
     with_models(alice, "hy3-preview")
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     Conversation.objects.filter(pk=conversation.pk).update(model="retired-model")
     client = signed_in(alice)
     page = client.get(f"/c/{conversation.public_id}/settings/").content.decode()
@@ -423,7 +425,7 @@ def test_a_model_chosen_earlier_stays_selectable(alice):
 async def test_changed_settings_shape_the_next_upstream_request(alice, gateway):
     await db(give_key)(alice, gateway, "sk-settings-live", model="hy3-preview")
     await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview\nhy3-large")
-    conversation = await db(services.create_conversation)(alice, title="Settings")
+    conversation = await db(services.conversations.create_conversation)(alice, title="Settings")
     client = AsyncClient()
     await client.aforce_login(alice)
     gateway.enqueue(Script(text="Before."), Script(text="After."))
@@ -459,7 +461,7 @@ async def test_changed_settings_shape_the_next_upstream_request(alice, gateway):
 async def test_settings_changed_while_a_socket_is_open_apply_to_its_next_turn(alice, gateway):
     await db(give_key)(alice, gateway, "sk-settings-open", model="hy3-preview")
     await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview\nhy3-large")
-    conversation = await db(services.create_conversation)(alice, title="Settings")
+    conversation = await db(services.conversations.create_conversation)(alice, title="Settings")
     sock = await open_socket(alice, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
     client = AsyncClient()
@@ -482,12 +484,12 @@ async def test_settings_changed_while_a_socket_is_open_apply_to_its_next_turn(al
 def stored_conversation(user: Any) -> Conversation:
     """A conversation with a complete reply, a superseded one and a failed one."""
     keyed(user)
-    conversation = services.create_conversation(user)
-    services.update_settings(conversation, system_prompt="Be brief.\nBe kind.")
+    conversation = services.conversations.create_conversation(user)
+    services.conversations.update_settings(conversation, system_prompt="Be brief.\nBe kind.")
     exchange(user, conversation, "What is **2+2**?", "It is 4.")
-    again = services.regenerate(user, conversation)
+    again = services.turns.regenerate(user, conversation)
     assert again.plan is not None
-    services.finish_reply(
+    services.replies.finish_reply(
         again.plan,
         Outcome(
             status=Message.Status.COMPLETE,
@@ -498,8 +500,8 @@ def stored_conversation(user: Any) -> Conversation:
             output_tokens=3,
         ),
     )
-    start = services.start_turn(user, conversation, "And 3+3?")
-    services.finish_reply(
+    start = services.turns.start_turn(user, conversation, "And 3+3?")
+    services.replies.finish_reply(
         start.plan,
         Outcome(
             status=Message.Status.ERROR,
@@ -579,7 +581,7 @@ def test_the_markdown_export_is_the_stored_conversation(alice):
 
 
 def test_an_empty_conversation_exports(alice):
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     client = signed_in(alice)
     assert client.get(f"/c/{conversation.public_id}/export.md").content.decode() == "# New chat\n"
     data = client.get(f"/c/{conversation.public_id}/export.json").json()
@@ -589,7 +591,7 @@ def test_an_empty_conversation_exports(alice):
 @pytest.mark.django_db(transaction=True)
 async def test_exported_ids_are_the_websocket_ids(alice, gateway):
     await db(give_key)(alice, gateway, "sk-export", model="hy3-preview")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(text="Hello **there**."))
     sock = await open_socket(alice, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
@@ -630,7 +632,7 @@ def conversation_urls(public_id: Any) -> list[tuple[str, str]]:
 
 def test_another_users_conversation_is_not_found_on_every_url(alice, bob):
     keyed(alice)
-    conversation = services.create_conversation(alice, title="Alice only")
+    conversation = services.conversations.create_conversation(alice, title="Alice only")
     exchange(alice, conversation, "private question", "private answer")
     before = list(Message.objects.values())
     client = signed_in(bob)
@@ -651,7 +653,7 @@ def test_a_missing_conversation_is_not_found_either(alice):
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(alice):
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     urls = [("get", "/"), ("get", "/conversations/"), ("get", "/search/?q=x"), ("post", "/c/")]
     for method, url in urls + conversation_urls(conversation.public_id):
         response = getattr(Client(), method)(url)
@@ -661,7 +663,7 @@ def test_anonymous_visitors_are_sent_to_sign_in(alice):
 
 
 def test_posts_need_the_csrf_token(alice):
-    conversation = services.create_conversation(alice, title="Guarded")
+    conversation = services.conversations.create_conversation(alice, title="Guarded")
     client = signed_in(alice, enforce_csrf_checks=True)
     posts = [
         (f"/c/{conversation.public_id}/rename/", {"title": "Forged"}),
@@ -756,7 +758,7 @@ def test_search_uses_a_constant_number_of_queries(alice, url):
 
 def test_the_chat_page_uses_a_constant_number_of_queries(alice):
     keyed(alice)
-    conversation = services.create_conversation(alice)
+    conversation = services.conversations.create_conversation(alice)
     client = signed_in(alice)
     exchange(alice, conversation, "first", "reply")
     client.get(f"/c/{conversation.public_id}/")

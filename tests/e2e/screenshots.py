@@ -55,18 +55,20 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
 
     users = get_user_model().objects
     mei = users.create_superuser("mei", password="pw-mei")
-    services.set_api_key(mei, key="sk-mei-screenshots", base_url=gateway_url, model="hy3-preview")
+    services.credentials.set_api_key(
+        mei, key="sk-mei-screenshots", base_url=gateway_url, model="hy3-preview"
+    )
     # First run: no key of her own, the offline demo answers.
     users.create_user("lin", password="pw-lin")
     # A revoked key: "no API key" (the demo is not a way around a revoked key).
     kai = users.create_user("kai", password="pw-kai")
-    services.set_api_key(kai, key="sk-kai-revoked", base_url=gateway_url)
+    services.credentials.set_api_key(kai, key="sk-kai-revoked", base_url=gateway_url)
     ApiCredential.objects.filter(user=kai).update(is_active=False)
 
     now = timezone.now()
 
     def conversation(title: str, age: timedelta, turns: list[dict[str, Any]]) -> Conversation:
-        conv = services.create_conversation(mei, title=title)
+        conv = services.conversations.create_conversation(mei, title=title)
         # Stored directly (no gateway round trip), so indexed here for the search page.
         SearchDocument.objects.update_or_create(
             conversation=conv, message=None, defaults={"owner": mei, "body": segment(title)}
@@ -155,8 +157,8 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
             },
         ],
     )
-    empty = services.create_conversation(mei)
-    kai_chat = services.create_conversation(kai)
+    empty = services.conversations.create_conversation(mei)
+    kai_chat = services.conversations.create_conversation(kai)
     return {
         "users": {"mei": mei, "lin": users.get(username="lin"), "kai": kai},
         "chat": chat,

@@ -371,7 +371,9 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
 
 def _conversation_with_everything(user: Any) -> Conversation:
     """A stored conversation with a reasoning block, code, a table and a failed reply."""
-    conversation = services.create_conversation(user, title="A conversation with everything")
+    conversation = services.conversations.create_conversation(
+        user, title="A conversation with everything"
+    )
     conversation.messages.create(role="user", content="Show me some code")
     conversation.messages.create(
         role="assistant",

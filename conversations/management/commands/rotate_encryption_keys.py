@@ -19,7 +19,7 @@ class Command(BaseCommand):
     help = "Re-encrypt every stored API key with the first key of FIELD_ENCRYPTION_KEYS."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        result = services.rotate_encryption_keys()
+        result = services.credentials.rotate_encryption_keys()
         self.stdout.write(
             ngettext(
                 "Re-encrypted %(count)d API key with the first key of FIELD_ENCRYPTION_KEYS.",

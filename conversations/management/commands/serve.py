@@ -33,7 +33,7 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        services.reap_stale_replies()
+        services.replies.reap_stale_replies()
         gateway: subprocess.Popen[bytes] | None = None
         env = os.environ.copy()
         configured = (

@@ -54,7 +54,7 @@ class Command(BaseCommand):
             key = sys.stdin.readline()
         base_url = options["base_url"] or cloudbase_base_url(options["env_id"])
         try:
-            credential = services.set_api_key(
+            credential = services.credentials.set_api_key(
                 user,
                 key=key,
                 base_url=base_url,

@@ -1,0 +1,238 @@
+"""Credentials: the one a turn uses (and its limits and models), and the administrator's
+writes (save, delete, set a key, rotate the encryption keys).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from conversations import credentials as resolution
+from conversations import crypto, limits
+from conversations.models import ApiCredential, Conversation
+from conversations.services import ServiceError
+from conversations.text import clean
+from conversations.upstream import GatewayCredential
+
+logger = logging.getLogger(__name__)
+
+
+def for_turn(user: AbstractBaseUser) -> GatewayCredential:
+    """The credential of the user's next turn, once the turn is within the limits.
+
+    A turn action calls this (or `of_user` and then `within_limits` in the same
+    transaction) before its writes commit: a refused turn stores nothing and never reaches
+    the gateway.
+    """
+    credential = of_user(user)
+    within_limits(user, credential)
+    return credential
+
+
+def of_user(user: AbstractBaseUser) -> GatewayCredential:
+    try:
+        credential = resolution.resolve(user)
+    except crypto.DecryptionError:
+        # FIELD_ENCRYPTION_KEYS lost the key this credential was stored with.
+        logger.error("The API key of user %s cannot be decrypted", user.pk)
+        raise ServiceError(
+            "api_key_unreadable",
+            _(
+                "The server cannot read your stored API key. Ask your administrator to "
+                "enter it again or to restore the encryption key it was saved with."
+            ),
+        ) from None
+    if credential is None:
+        raise ServiceError(
+            "no_api_key",
+            _("You have no API key for the gateway yet. Ask your administrator to give you one."),
+        )
+    return credential
+
+
+def within_limits(user: AbstractBaseUser, credential: GatewayCredential) -> None:
+    try:
+        limits.check_turn(user, credential)
+    except limits.LimitExceeded as exc:
+        raise ServiceError(exc.code, exc.message) from None
+
+
+def check_model(conversation: Conversation, credential: GatewayCredential) -> None:
+    """Refuse a turn with a model the credential does not allow, whatever the conversation
+    stored: the administrator may have narrowed the list since the model was chosen.
+
+    A blank model is the credential's default, which is always allowed; a credential that
+    lists no models allows its default only (as `ApiCredential.model_choices` reads it).
+    """
+    model = conversation.model or credential.default_model
+    allowed = credential.allowed_models or (credential.default_model,)
+    if model not in allowed:
+        raise ServiceError(
+            "model_not_allowed",
+            _(
+                "This conversation is set to the model %(model)s, which your API key does not "
+                "allow. Choose one of these in the conversation's settings: %(models)s."
+            )
+            % {"model": model, "models": ", ".join(allowed)},
+        )
+
+
+def save_credential(credential: ApiCredential) -> ApiCredential:
+    """Store a credential edited in the admin (its key already set through `set_key`)."""
+    # The admin's form refuses a NUL already; a label set by other code is cleaned here.
+    credential.label = clean(credential.label)
+    with transaction.atomic():
+        credential.save()
+    credential_changed(credential)
+    return credential
+
+
+def delete_credential(credential: ApiCredential) -> None:
+    """Delete a credential (the admin). Its person's next turn resolves again: another
+    active credential of theirs, else the instance default (see `credentials.resolve`)."""
+    pk, hint = credential.pk, credential.key_hint
+    with transaction.atomic():
+        credential.delete()
+    logger.info("Credential %s deleted (key %s)", pk, hint)
+
+
+def credential_changed(credential: ApiCredential) -> None:
+    """A credential was created, edited or rotated: the next turn uses the new values.
+
+    Cached SDK clients are keyed by a fingerprint of URL, scheme and key, so a changed key
+    gets a new client by itself; nothing else to do but keep this as the one hook.
+    """
+    logger.info("Credential %s updated (key %s)", credential.pk, credential.key_hint)
+
+
+# The longest model name the model columns hold.
+MODEL_NAME_LENGTH = 100
+
+
+def clean_model_names(names: Iterable[str]) -> list[str]:
+    """Model names as an administrator typed them: trimmed, each once, in order.
+
+    A name has no space or comma and at most MODEL_NAME_LENGTH characters, so the comma
+    list of `set_api_key --allowed-models` and the admin's lines mean the same.
+    """
+    cleaned: list[str] = []
+    for raw in names:
+        name = raw.strip()
+        if not name:
+            raise ServiceError(
+                "invalid_model_name",
+                _("The list of allowed models has an empty model name."),
+            )
+        if len(name) > MODEL_NAME_LENGTH or any(c.isspace() or c == "," for c in name):
+            raise ServiceError(
+                "invalid_model_name",
+                _(
+                    "“%(name)s” is not a model name: a model name has no spaces or commas "
+                    "and at most %(length)d characters."
+                )
+                % {"name": name[:MODEL_NAME_LENGTH], "length": MODEL_NAME_LENGTH},
+            )
+        if name not in cleaned:
+            cleaned.append(name)
+    return cleaned
+
+
+def allowed_models_text(default_model: str, names: list[str]) -> str:
+    """The stored form of an allowed list (`ApiCredential.allowed_models`), one per line.
+
+    The default model is always allowed: a list that leaves it out gets it in front, so the
+    stored list is the whole of what may be used. An empty list stays empty: the default
+    model only, whichever it becomes.
+    """
+    if names and default_model and default_model not in names:
+        names = [default_model, *names]
+    return "\n".join(names)
+
+
+def set_api_key(
+    user: AbstractBaseUser | None,
+    *,
+    key: str,
+    base_url: str,
+    scheme: str = ApiCredential.Scheme.BEARER,
+    model: str = "",
+    label: str = "",
+    allowed_models: list[str] | None = None,
+) -> ApiCredential:
+    """Give `user` (None: the instance default) this credential, replacing the active one.
+
+    `allowed_models` None keeps the list the replaced credential had (none for a new one:
+    the default model only); a list replaces it (see `allowed_models_text`).
+    """
+    key = key.strip()
+    if not key:
+        raise ServiceError("empty_key", _("The API key is empty."))
+    if scheme not in ApiCredential.Scheme.values:
+        raise ServiceError("invalid_scheme", _("The scheme must be bearer or x-api-key."))
+    if allowed_models is not None:
+        allowed_models = clean_model_names(allowed_models)
+        if not allowed_models:
+            raise ServiceError("invalid_model_name", _("Give at least one model name to allow."))
+    with transaction.atomic():
+        credential = ApiCredential.objects.select_for_update().filter(
+            user=user, is_active=True
+        ).order_by("-updated_at").first() or ApiCredential(user=user)
+        credential.base_url = base_url
+        credential.scheme = scheme
+        # From a command line, whose bytes Python decodes with surrogates where they are not
+        # UTF-8: cleaned like any text that is stored.
+        credential.default_model = (
+            clean(model) or credential.default_model or settings.CHAT_DEFAULT_MODEL
+        )
+        if allowed_models is not None:
+            credential.allowed_models = allowed_models_text(
+                credential.default_model, allowed_models
+            )
+        credential.label = clean(label) or credential.label
+        credential.is_active = True
+        credential.set_key(key)
+        credential.full_clean(exclude=["key_encrypted"])
+        credential.save()
+    credential_changed(credential)
+    return credential
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    rotated: int
+    # Edited while the rotation ran: the edit already stored it under the newest key.
+    changed_meanwhile: int
+    # Ids of credentials that no key of FIELD_ENCRYPTION_KEYS decrypts.
+    undecryptable: list[int]
+
+
+def rotate_encryption_keys() -> KeyRotation:
+    """Re-encrypt every stored API key with the first key of FIELD_ENCRYPTION_KEYS.
+
+    The plaintext keys do not change, so cached clients stay valid. `updated_at` is left
+    alone on purpose: it decides which credential is a user's newest, and a new storage
+    key is not a new credential.
+    """
+    rotated, changed, failed = 0, 0, []
+    # A list, not a cursor: SQLite must not iterate a table while it is being updated.
+    rows = list(ApiCredential.objects.order_by("pk").values_list("pk", "key_encrypted"))
+    for pk, token in rows:
+        try:
+            new_token = crypto.rotate(token)
+        except crypto.DecryptionError:
+            failed.append(pk)
+            continue
+        # Compare-and-set: never overwrite a key an administrator replaced meanwhile.
+        if ApiCredential.objects.filter(pk=pk, key_encrypted=token).update(key_encrypted=new_token):
+            rotated += 1
+        else:
+            changed += 1
+    if failed:
+        logger.warning("Credentials %s cannot be decrypted with FIELD_ENCRYPTION_KEYS", failed)
+    return KeyRotation(rotated, changed, failed)
