@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from conversations import frames, generation, languages, layers, protocol, services
+from conversations import control, frames, generation, languages, layers, protocol, services
 from conversations.generation import db
 from conversations.services import ServiceError
 
@@ -201,7 +201,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 self._fallback = stored
                 asked = await layers.best_effort(
                     functools.partial(
-                        generation.registry.request_snapshot,
+                        control.request_snapshot,
                         conversation.public_id,
                         self.channel_name,
                     ),

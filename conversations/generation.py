@@ -5,6 +5,8 @@ streams from `upstream`, sends coalesced deltas (with a sequence number) to the
 conversation's channel-layer group, and saves the reply once at the end. The registry
 checkpoints the partial text of all its generations together, at most once per interval,
 and renews their leases in the same write; a reply whose lease runs out belonged to a dead process.
+Stop and snapshot requests from other processes arrive through `control`; a first
+exchange is named afterwards by `titles`.
 
 Closing a tab does not touch the generation. Stop cancels its task: the cancellation
 closes the upstream HTTP response, and `run` catches it, wherever it lands, and saves what
@@ -16,13 +18,11 @@ reply, so it is kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 from channels.db import database_sync_to_async
@@ -31,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils.translation import gettext as _
 
-from conversations import frames, layers, services, upstream
+from conversations import control, frames, layers, services, titles, upstream
 from conversations.models import Conversation, Message
 from conversations.services import ServiceError
 from conversations.services.replies import Checkpoint, Outcome
@@ -40,16 +40,6 @@ from conversations.text import clean
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# Title requests in flight per process; the rest wait their turn (see `_name_conversation`).
-TITLES_AT_ONCE = 4
-# ... and they start at most this often: a hundred first replies ending together would
-# otherwise ask for a hundred titles in the same second, while other replies stream.
-TITLES_PER_SECOND = 10.0
-# A generated title waits while turns are being started, at most this long: a person
-# waiting for a first token matters more than a better title for a chat that has one.
-TITLE_WAIT_FOR_STARTS = 30.0
 
 # The single door to the database from async code: Channels' wrapper closes stale
 # connections around each call.
@@ -238,33 +228,7 @@ class Generation:
                 partial(services.events.broadcast, conversation, error), "error"
             )
         if self.plan.name_after and outcome.status == Message.Status.COMPLETE and outcome.content:
-            registry.track(self._name_conversation(outcome.content))
-
-    async def _name_conversation(self, answer: str) -> None:
-        """Ask the same gateway, with the same credential, for a short title. On failure the
-        automatic title (the question's first words) simply stays."""
-        question = self.plan.question_text
-        prompt = _(
-            "Write a title of at most six words for this conversation, in its language. "
-            "Reply with the title only.\n\nUser: %(question)s\n\nAssistant: %(answer)s"
-        ) % {"question": question[:1000], "answer": answer[:1000]}
-        request = upstream.TurnRequest(
-            model=self.plan.model, messages=[{"role": "user", "content": prompt}], max_tokens=30
-        )
-        try:
-            # After the turns being started (a burst of sends), and a few at a time: when
-            # many first replies end together, their titles queue instead of taking the
-            # event loop and the database thread from the turns starting and streaming.
-            await registry.starts_settled(TITLE_WAIT_FOR_STARTS)
-            await registry.title_pace()
-            async with registry.title_slot():
-                title = await upstream.complete_text(self.plan.credential, request)
-        except upstream.UpstreamError as exc:
-            logger.info("No generated title for %s: %s", self.plan.conversation_public_id, exc.code)
-            return
-        await services.events.call(
-            services.conversations.set_generated_title, self.plan.conversation_id, title
-        )
+            registry.track(titles.name_conversation(self.plan, outcome.content, registry.titles))
 
 
 async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
@@ -354,68 +318,13 @@ class Registry:
     def __init__(self) -> None:
         self._running: dict[UUID, Generation] = {}
         self._ticker: asyncio.Task[None] | None = None
-        # This process's address on the channel layer: other processes reach the owner of
-        # a generation through the conversation's control group (stop, snapshot).
-        self._channel: str | None = None
-        self._listener: asyncio.Task[None] | None = None
+        # Other processes reach the writer of a reply through its control group.
+        self.control = control.ControlChannel(self.on_control)
+        self.titles = titles.TitlePacer()
         # Work that outlives a generation's task: final saves (awaited at shutdown) and
         # titles (cancelled at shutdown). Held here so none is garbage-collected mid-way.
         self._saving: set[asyncio.Task[Any]] = set()
         self._extras: set[asyncio.Task[Any]] = set()
-        # The title semaphore and the "no turn starting" event, with the loop they belong to.
-        self._loop_bound: dict[str, tuple[asyncio.AbstractEventLoop, Any]] = {}
-        # Turns between "send" received and stored (see `starting`).
-        self._starting = 0
-        self._next_title_at = 0.0
-
-    def _of_this_loop(self, name: str, make: Callable[[], T]) -> T:
-        """An asyncio primitive kept in `name`, made again if the event loop changed
-        (tests run each on a loop of its own; one bound to a closed loop never wakes)."""
-        loop = asyncio.get_running_loop()
-        kept = self._loop_bound.get(name)
-        if kept is None or kept[0] is not loop:
-            kept = self._loop_bound[name] = (loop, make())
-        return kept[1]
-
-    def title_slot(self) -> asyncio.Semaphore:
-        """Bounds the title requests in flight (a semaphore of this event loop)."""
-        return self._of_this_loop("title_slots", lambda: asyncio.Semaphore(TITLES_AT_ONCE))
-
-    async def title_pace(self) -> None:
-        """Until this title request's turn: at most TITLES_PER_SECOND start per second."""
-        now = time.monotonic()
-        start = max(now, self._next_title_at)
-        self._next_title_at = start + 1 / TITLES_PER_SECOND
-        if start > now:
-            await asyncio.sleep(start - now)
-
-    def _settled_event(self) -> asyncio.Event:
-        def make() -> asyncio.Event:
-            event = asyncio.Event()
-            if self._starting == 0:
-                event.set()
-            return event
-
-        return self._of_this_loop("settled", make)
-
-    @contextlib.contextmanager
-    def starting(self) -> Iterator[None]:
-        """Count a turn being started for as long as the block runs (in the event loop)."""
-        self._starting += 1
-        self._settled_event().clear()
-        try:
-            yield
-        finally:
-            self._starting -= 1
-            if self._starting == 0:
-                self._settled_event().set()
-
-    async def starts_settled(self, timeout: float) -> None:
-        """Until no turn is being started in this process, or `timeout` seconds passed."""
-        try:
-            await asyncio.wait_for(self._settled_event().wait(), timeout)
-        except TimeoutError:
-            pass
 
     def track(self, coroutine: Any, *, wait_at_shutdown: bool = False) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coroutine)
@@ -466,59 +375,26 @@ class Registry:
         await _settle(replies, timeout)
         await _settle(list(self._saving), timeout)
         background = list(self._extras)
-        for name in ("_ticker", "_listener"):
-            task = getattr(self, name)
-            if task is not None:
-                background.append(task)
-                setattr(self, name, None)
+        if self._ticker is not None:
+            background.append(self._ticker)
+            self._ticker = None
         for task in background:
             task.cancel()
+        listener = self.control.close()
+        if listener is not None:
+            background.append(listener)
         await _settle(background, timeout)
-        self._channel = None
 
     # --- across processes ----------------------------------------------------------------
-    async def _control_channel(self) -> str:
-        loop = asyncio.get_running_loop()
-        if self._listener is None or self._listener.done() or self._listener.get_loop() is not loop:
-            # The default prefix: channels-redis serves all of a process's channels with one
-            # blocking pop on it; a second prefix would queue behind the first's timeout.
-            self._channel = await get_channel_layer().new_channel()
-            self._listener = loop.create_task(
-                self._listen(self._channel), name="generation-control"
-            )
-        assert self._channel is not None
-        return self._channel
-
     async def join_control(self, conversation_public_id: UUID) -> None:
-        channel = await self._control_channel()
-        await get_channel_layer().group_add(
-            services.events.control_group(conversation_public_id), channel
-        )
+        await self.control.join(conversation_public_id)
 
     async def leave_control(self, conversation_public_id: UUID) -> None:
-        if self._channel is not None and conversation_public_id not in self._running:
-            await get_channel_layer().group_discard(
-                services.events.control_group(conversation_public_id), self._channel
-            )
+        if conversation_public_id not in self._running:
+            await self.control.leave(conversation_public_id)
 
-    async def _listen(self, channel: str) -> None:
-        layer = get_channel_layer()
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A Redis hiccup must not end this process's control of its replies.
-                logger.exception("Receiving control messages failed; retrying")
-                await asyncio.sleep(1)
-                continue
-            try:
-                await self._on_control(message)
-            except Exception:
-                logger.exception("Control message %s failed", message.get("type"))
-
-    async def _on_control(self, message: dict[str, Any]) -> None:
+    async def on_control(self, message: dict[str, Any]) -> None:
+        """A stop or snapshot request for a reply this process may be writing."""
         conversation = UUID(message["conversation"])
         generation = self._running.get(conversation)
         if generation is None:
@@ -529,24 +405,6 @@ class Registry:
             await get_channel_layer().send(
                 message["reply_to"], {"type": "chat.snapshot", "snapshot": generation.snapshot()}
             )
-
-    async def request_stop(self, conversation_public_id: UUID) -> None:
-        """Ask whichever process owns this conversation's reply to stop it."""
-        await get_channel_layer().group_send(
-            services.events.control_group(conversation_public_id),
-            services.events.stop_request(conversation_public_id),
-        )
-
-    async def request_snapshot(self, conversation_public_id: UUID, reply_to: str) -> None:
-        """Ask the owning process to send `chat.snapshot` to the channel `reply_to`."""
-        await get_channel_layer().group_send(
-            services.events.control_group(conversation_public_id),
-            {
-                "type": "generation.snapshot",
-                "conversation": str(conversation_public_id),
-                "reply_to": reply_to,
-            },
-        )
 
     # --- periodic work -------------------------------------------------------------------
     def ensure_ticker(self) -> None:
@@ -611,7 +469,7 @@ async def _launch(start: TurnStart) -> TurnStart:
 async def send(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
-    with registry.starting():
+    with registry.titles.starting():
         start = await services.events.call(
             services.turns.start_turn, user, conversation, content, client_id
         )
@@ -619,7 +477,7 @@ async def send(
 
 
 async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
-    with registry.starting():
+    with registry.titles.starting():
         start = await services.events.call(services.turns.regenerate, user, conversation)
     return await _launch(start)
 
@@ -627,7 +485,7 @@ async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> Turn
 async def edit(
     user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
 ) -> TurnStart:
-    with registry.starting():
+    with registry.titles.starting():
         start = await services.events.call(
             services.turns.edit_and_resend, user, conversation, message_id, content
         )
@@ -643,7 +501,7 @@ async def stop(conversation: Conversation) -> None:
     if await db(streaming.exists)():
         try:
             await layers.retrying(
-                partial(registry.request_stop, conversation.public_id), "stop", patience=3.0
+                partial(control.request_stop, conversation.public_id), "stop", patience=3.0
             )
         except layers.LayerUnavailable:
             raise ServiceError(

@@ -4,13 +4,12 @@ reply, and a person's own title is never replaced."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
-from conversations import generation, services
+from conversations import generation, services, titles
 from conversations.fakegateway import Script
 from conversations.models import Conversation
 from tests.conftest import frames_until, give_key, open_socket, receive
@@ -42,7 +41,7 @@ async def title_of(conversation: Conversation) -> tuple[str, bool]:
 
 async def test_the_first_exchange_names_the_conversation(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles", model="hy3-preview")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(text="Feed it before you leave."))
     sock = await open_socket(alice, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
@@ -56,7 +55,10 @@ async def test_the_first_exchange_names_the_conversation(alice, gateway):
             assert frame["conversation"]["id"] == str(conversation.public_id)
             titles.append(frame["conversation"]["title"])
     await sock.disconnect()
-    assert titles == [services.fallback_title(QUESTION), "Demo: How do I keep sourdough"]
+    assert titles == [
+        services.conversations.fallback_title(QUESTION),
+        "Demo: How do I keep sourdough",
+    ]
     assert await title_of(conversation) == ("Demo: How do I keep sourdough", False)
 
     # One non-streaming request, with the same key and model, that quotes the exchange.
@@ -70,7 +72,7 @@ async def test_the_first_exchange_names_the_conversation(alice, gateway):
 
 async def test_later_exchanges_keep_the_title(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     await first_exchange(alice, gateway, conversation)
     gateway.enqueue(Script(text="Second answer."))
     sock = await open_socket(alice, conversation.public_id)
@@ -95,16 +97,16 @@ async def test_later_exchanges_keep_the_title(alice, gateway):
 )
 async def test_a_failed_title_request_keeps_the_first_words(alice, gateway, script):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.side_scripts.append(script)
     await first_exchange(alice, gateway, conversation)
     assert len(gateway.side_requests) == 1
-    assert await title_of(conversation) == (services.fallback_title(QUESTION), False)
+    assert await title_of(conversation) == (services.conversations.fallback_title(QUESTION), False)
 
 
 async def test_a_failed_reply_asks_for_no_title(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(status=401))
     sock = await open_socket(alice, conversation.public_id)
     await receive(sock)
@@ -113,12 +115,12 @@ async def test_a_failed_reply_asks_for_no_title(alice, gateway):
     await generation.registry.wait(conversation.public_id)
     await sock.disconnect()
     assert gateway.side_requests == []
-    assert await title_of(conversation) == (services.fallback_title(QUESTION), False)
+    assert await title_of(conversation) == (services.conversations.fallback_title(QUESTION), False)
 
 
 async def test_a_renamed_conversation_is_not_named_again(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     client = AsyncClient()
     await client.aforce_login(alice)
     response = await client.post(f"/c/{conversation.public_id}/rename/", {"title": "My bread"})
@@ -130,14 +132,14 @@ async def test_a_renamed_conversation_is_not_named_again(alice, gateway):
 
 async def test_a_rename_during_the_first_reply_wins_over_the_generated_title(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(words=30, token_delay=0.02))
     sock = await open_socket(alice, conversation.public_id)
     await receive(sock)
     await sock.send_json_to({"type": "send", "content": QUESTION})
     await frames_until(sock, "delta")
     stored = await Conversation.objects.aget(pk=conversation.pk)
-    await db(services.rename_conversation)(stored, "Renamed while writing")
+    await db(services.conversations.rename_conversation)(stored, "Renamed while writing")
     assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
     await generation.registry.wait(conversation.public_id)
     await sock.disconnect()
@@ -147,16 +149,16 @@ async def test_a_rename_during_the_first_reply_wins_over_the_generated_title(ali
 
 async def test_a_generated_title_never_replaces_a_rename_made_after_it(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     await first_exchange(alice, gateway, conversation)
-    await db(services.rename_conversation)(conversation, "Mine now")
-    await db(services.set_generated_title)(conversation.pk, "Late generated title")
+    await db(services.conversations.rename_conversation)(conversation, "Mine now")
+    await db(services.conversations.set_generated_title)(conversation.pk, "Late generated title")
     assert await title_of(conversation) == ("Mine now", True)
 
 
 async def test_a_rename_with_the_chat_open_survives_the_first_message(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(text="Feed it."))
     sock = await open_socket(alice, conversation.public_id)
     await receive(sock)
@@ -178,12 +180,12 @@ async def test_a_rename_with_the_chat_open_survives_the_first_message(alice, gat
 
 async def test_a_generated_title_waits_while_turns_are_being_started(alice, gateway):
     await db(give_key)(alice, gateway, "sk-titles")
-    conversation = await db(services.create_conversation)(alice)
+    conversation = await db(services.conversations.create_conversation)(alice)
     gateway.enqueue(Script(text="Feed it."))
     sock = await open_socket(alice, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
     # Another turn of this process is between "send" and stored, as in a burst of sends.
-    with generation.registry.starting():
+    with generation.registry.titles.starting():
         await sock.send_json_to({"type": "send", "content": QUESTION})
         await frames_until(sock, "done")
         await asyncio.sleep(0.5)
@@ -196,16 +198,15 @@ async def test_a_generated_title_waits_while_turns_are_being_started(alice, gate
 
 
 async def test_title_requests_are_spaced_when_many_replies_end_together(monkeypatch):
-    monkeypatch.setattr(generation, "TITLES_PER_SECOND", 20.0)
-    registry = generation.Registry()
-    started: list[float] = []
+    monkeypatch.setattr(titles, "TITLES_PER_SECOND", 20.0)
+    now = 100.0
+    waits: list[float] = []
 
-    async def title() -> None:
-        await registry.title_pace()
-        started.append(asyncio.get_running_loop().time())
+    async def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
 
-    await asyncio.gather(*(title() for _ in range(5)))
-    gaps = [b - a for a, b in itertools.pairwise(started)]
-    # One every 1/20 s (a little timer slack allowed), the first at once.
-    assert len(gaps) == 4 and all(gap > 0.045 for gap in gaps)
-    assert started[-1] - started[0] < 0.5
+    pacer = titles.TitlePacer(clock=lambda: now, sleep=sleep)
+    for _ in range(5):  # five replies ending in the same instant
+        await pacer.pace()
+    # The first goes at once; the others one every 1/20 s after it.
+    assert waits == [0.05, 0.1, 0.15, 0.2]
