@@ -313,6 +313,8 @@ CLOUDBASE_BASE_URL: str = env.str("CLOUDBASE_BASE_URL", default="")
 CHAT_DEFAULT_MODEL: str = env.str("CHAT_DEFAULT_MODEL", default="hy3-preview")
 # Set by `manage.py serve` when it starts the bundled offline gateway (no key configured).
 CHAT_DEMO_GATEWAY_URL: str = env.str("CHAT_DEMO_GATEWAY_URL", default="")
+# The model name the offline gateway answers as (conversations.demo.script.DEMO_MODEL).
+CHAT_DEMO_MODEL = "offline-demo"
 
 CHAT_MAX_MESSAGE_CHARS: int = env.int("CHAT_MAX_MESSAGE_CHARS", default=32_000)
 CHAT_MAX_FRAME_BYTES: int = env.int("CHAT_MAX_FRAME_BYTES", default=256 * 1024)

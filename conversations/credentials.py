@@ -1,4 +1,5 @@
-"""Which gateway credential answers a person: their own, else the instance default.
+"""A person's gateway credential: what a turn needs of it (`GatewayCredential`: address,
+scheme, key, models, quota, last use), and which one answers a person.
 
 Order: the user's active credential, the active instance default in the database, the
 `CLOUDBASE_*` environment variables, and last the bundled offline gateway when
@@ -7,13 +8,38 @@ Order: the user's active credential, the active instance default in the database
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 from conversations import rows
-from conversations.fakegateway import DEMO_MODEL
 from conversations.models import ApiCredential, cloudbase_base_url
-from conversations.upstream import GatewayCredential
+
+
+@dataclass(frozen=True)
+class GatewayCredential:
+    """What is needed to call a gateway. `key` is plaintext: keep it out of reprs and logs."""
+
+    base_url: str
+    scheme: str  # "bearer" (CloudBase) or "x-api-key" (Anthropic)
+    key: str = field(repr=False)
+    default_model: str
+    # Stable identity of the credential (a database id, "env" or "demo"): a new version of
+    # the same identity replaces the cached client of the old one.
+    identity: str = "anonymous"
+    credential_id: int | None = None
+    is_demo: bool = False
+    allowed_models: tuple[str, ...] = ()
+    monthly_token_quota: int | None = None
+    last_used_at: datetime | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        material = "\0".join((self.base_url, self.scheme, self.key))
+        return hashlib.sha256(material.encode()).hexdigest()
 
 
 def _from_row(row: ApiCredential) -> GatewayCredential:
@@ -46,10 +72,10 @@ def from_environment() -> GatewayCredential | None:
             base_url=settings.CHAT_DEMO_GATEWAY_URL,
             scheme="bearer",
             key="offline-demo",
-            default_model=DEMO_MODEL,
+            default_model=settings.CHAT_DEMO_MODEL,
             identity="demo",
             is_demo=True,
-            allowed_models=(DEMO_MODEL,),
+            allowed_models=(settings.CHAT_DEMO_MODEL,),
         )
     return None
 

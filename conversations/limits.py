@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from conversations import usage
-from conversations.upstream import GatewayCredential
+from conversations.credentials import GatewayCredential
 
 RATE_WINDOW_SECONDS = 60
 

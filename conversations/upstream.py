@@ -13,11 +13,9 @@ holds and the database stores the same text, whichever database it is.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 import anthropic
@@ -25,32 +23,10 @@ import httpx2
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from conversations.credentials import GatewayCredential
 from conversations.text import clean
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GatewayCredential:
-    """What is needed to call a gateway. `key` is plaintext: keep it out of reprs and logs."""
-
-    base_url: str
-    scheme: str  # "bearer" (CloudBase) or "x-api-key" (Anthropic)
-    key: str = field(repr=False)
-    default_model: str
-    # Stable identity of the credential (a database id, "env" or "demo"): a new version of
-    # the same identity replaces the cached client of the old one.
-    identity: str = "anonymous"
-    credential_id: int | None = None
-    is_demo: bool = False
-    allowed_models: tuple[str, ...] = ()
-    monthly_token_quota: int | None = None
-    last_used_at: datetime | None = None
-
-    @property
-    def fingerprint(self) -> str:
-        material = "\0".join((self.base_url, self.scheme, self.key))
-        return hashlib.sha256(material.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

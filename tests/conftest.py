@@ -20,7 +20,7 @@ from django.db import connection
 from django.test import Client
 
 from conversations import generation, services, upstream
-from conversations.fakegateway import FakeGateway
+from conversations.demo.server import FakeGateway
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
 

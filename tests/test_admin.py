@@ -13,7 +13,7 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client
 
 from conversations import credentials, generation, services, usage
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message
 from tests.conftest import give_key, make_user, open_socket, receive
 from tests.test_consumers import new_conversation

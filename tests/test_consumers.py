@@ -11,7 +11,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from conversations import consumers, layers, limits, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Conversation, Message
 from tests.conftest import (
     ORIGIN,

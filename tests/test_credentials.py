@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from conversations import credentials, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation
 from tests.conftest import frames_until, give_key, make_user, open_socket, receive
 from tests.test_consumers import new_conversation, stored

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from conversations import frames, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Message
 from conversations.rendering import render_markdown
 from tests.conftest import frames_until, give_key, open_socket, receive

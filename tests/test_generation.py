@@ -15,9 +15,9 @@ from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from conversations import generation, services
-from conversations.fakegateway import Script, numbered_words
+from conversations.credentials import GatewayCredential
+from conversations.demo.script import Script, numbered_words
 from conversations.models import ApiCredential, Message, SearchDocument
-from conversations.upstream import GatewayCredential
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 

@@ -20,7 +20,7 @@ from django.test import Client, override_settings
 from django.utils import translation
 
 from conversations import credentials, limits, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import ApiCredential
 from tests.conftest import ORIGIN, frames_until, give_key, receive, session_cookie
 from tests.test_consumers import new_conversation

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.core.cache import cache
 
 from conversations import credentials, limits, services, usage
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import ApiCredential, Message
 from tests.conftest import frames_until, give_key, open_socket, receive
 from tests.test_consumers import new_conversation, stored

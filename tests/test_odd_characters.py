@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from conversations import generation, search, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Conversation, Message, SearchDocument
 from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive

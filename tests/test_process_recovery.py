@@ -12,7 +12,7 @@ import websockets
 from channels.db import database_sync_to_async
 
 from conversations import services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Message, SearchDocument
 from tests.conftest import give_key, session_cookie
 from tests.live import DaphneProcess

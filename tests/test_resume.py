@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from conversations import generation
-from conversations.fakegateway import Script, numbered_words
+from conversations.demo.script import Script, numbered_words
 from tests.conftest import frames_until, open_socket, receive
 from tests.test_consumers import stored
 from tests.test_generation import chat

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import connection
 
 from conversations import services
-from conversations.fakegateway import Script, numbered_words
+from conversations.demo.script import Script, numbered_words
 from conversations.models import Message
 from tests.conftest import give_key, session_cookie
 from tests.live import DaphneProcess, RedisServer

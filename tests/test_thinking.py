@@ -9,7 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from conversations import generation, services, titles
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Conversation
 from tests.conftest import frames_until, give_key, open_socket, receive
 

@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from conversations import listing, search, services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, open_socket, receive

@@ -13,7 +13,8 @@ from channels.testing import WebsocketCommunicator
 from django.test import override_settings
 
 from conversations import generation
-from conversations.fakegateway import FakeGateway, Script
+from conversations.demo.script import Script
+from conversations.demo.server import FakeGateway
 from tests.conftest import give_key, open_socket, receive
 from tests.test_consumers import new_conversation, stored
 

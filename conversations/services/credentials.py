@@ -15,10 +15,10 @@ from django.utils.translation import gettext as _
 
 from conversations import credentials as resolution
 from conversations import crypto, limits
+from conversations.credentials import GatewayCredential
 from conversations.models import ApiCredential, Conversation
 from conversations.services import ServiceError
 from conversations.text import clean
-from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
 

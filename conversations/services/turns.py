@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations import frames, rows
+from conversations.credentials import GatewayCredential
 from conversations.models import ApiCredential, Conversation, Message
 from conversations.services import (
     ServiceError,
@@ -26,7 +27,6 @@ from conversations.services import (
     replies,
 )
 from conversations.text import clean
-from conversations.upstream import GatewayCredential
 
 logger = logging.getLogger(__name__)
 

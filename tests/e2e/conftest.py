@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from conversations.fakegateway import FakeGateway
+from conversations.demo.server import FakeGateway
 from tests.conftest import give_key, make_user, session_cookie
 from tests.live import ROOT, DaphneProcess
 

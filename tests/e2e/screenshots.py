@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from playwright.sync_api import expect, sync_playwright
 
-    from conversations.fakegateway import FakeGateway
+    from conversations.demo import FakeGateway
     from tests.conftest import session_cookie
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
     from tests.live import DaphneProcess

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from conversations import services
-from conversations.fakegateway import Script
+from conversations.demo.script import Script
 from conversations.models import Conversation, Message
 from tests.conftest import give_key
 from tests.e2e import axe

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from conversations.fakegateway import FakeGateway, Script
+from conversations.demo.script import Script
+from conversations.demo.server import FakeGateway
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from tests.e2e.conftest import Console, new_chat, open_new_chat, sign_in_with_cookie

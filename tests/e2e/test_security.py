@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from conversations.fakegateway import FakeGateway
+from conversations.demo.server import FakeGateway
 from tests.conftest import make_user
 from tests.e2e.conftest import Console, open_new_chat, sign_in_with_cookie
 from tests.live import DaphneProcess

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations.fakegateway import FakeGateway
+from conversations.demo.server import FakeGateway
 
 
 class Command(BaseCommand):

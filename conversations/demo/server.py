@@ -1,25 +1,16 @@
-"""The bundled offline gateway: a real HTTP server speaking the Messages streaming protocol.
+"""The offline demo gateway's HTTP side: a real server speaking the Messages streaming
+protocol, for the offline demo (`manage.py fakegateway`), the tests and the benchmarks.
 
-Tests, benchmarks and the offline demo talk to it through the real SDK over real HTTP.
 It answers `POST .../v1/messages` with `message_start`, `content_block_*`, `ping`,
-`message_delta` (usage, stop reason) and `message_stop` events, and can misbehave on
-demand: error statuses, a slow or stalled stream, a cut connection, an SSE `error` event,
-malformed SSE, a stream that just ends, thinking blocks, unknown block types, and text
-no database stores as it is (a NUL character, a lone surrogate: see `conversations.text`).
-
-Behaviour is chosen per request by a queued `Script` (tests in the same process) or by a
-directive inside the last user message, e.g. ``[[fake status=429 retry_after=3]]`` or
-``[[fake words=400 token_delay=0.05]]`` or ``[[fake words=20 nul]]`` (the demo and
-browser tests).
+`message_delta` (usage, stop reason) and `message_stop` events, or with one JSON message
+when not streaming, as the `Script` of the request says (`conversations.demo.script`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
-import re
 import threading
 import time
 import uuid
@@ -27,10 +18,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-DIRECTIVE = re.compile(r"\[\[fake\s*([^\]]*)\]\]")
-TOKEN = re.compile(r"\s*\S+|\s+")
-
-DEMO_MODEL = "offline-demo"
+from conversations.demo.script import (
+    DEMO_MODEL,
+    TOKEN,
+    Script,
+    demo_reply,
+    demo_title,
+    numbered_words,
+)
 
 STATUS_ERROR_TYPES = {
     400: "invalid_request_error",
@@ -45,54 +40,6 @@ STATUS_ERROR_TYPES = {
 
 
 @dataclass
-class Script:
-    """How the gateway answers one request. Counts are in tokens of the reply."""
-
-    text: str | None = None  # the reply; by default a short demo answer about the question
-    words: int | None = None  # instead of `text`: a reply of this many numbered words
-    thinking: str = ""  # streamed first, as a `thinking` block
-    unknown_block: bool = False  # an extra block of a type no client knows
-    status: int = 200  # an HTTP error status with an Anthropic-style JSON error body
-    retry_after: str | None = None
-    json_error_200: bool = False  # status 200 with a JSON error body (seen on CloudBase)
-    headers_delay: float = 0.0  # silence before the response headers
-    token_delay: float | None = None  # seconds between tokens (default: the gateway's)
-    stall_after: int | None = None  # go silent after N tokens, keep the connection open
-    cut_after: int | None = None  # close the connection after N tokens
-    sse_error_after: int | None = None  # an SSE `error` event after N tokens
-    sse_error_type: str = "overloaded_error"
-    malformed_after: int | None = None  # a broken SSE data line after N tokens
-    end_after: int | None = None  # end the body cleanly after N tokens, no message_stop
-    stop_reason: str = "end_turn"
-    close_connection: bool = False  # refuse the request by closing the socket at once
-    # A NUL character (U+0000) at the end of every token of the reply. A `text` may hold
-    # NULs and lone surrogates too: they travel as the JSON escapes \u0000 and \ud800.
-    nul: bool = False
-
-    @classmethod
-    def from_directive(cls, text: str) -> Script | None:
-        match = DIRECTIVE.search(text)
-        if match is None:
-            return None
-        kwargs: dict[str, Any] = {}
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for pair in match.group(1).split():
-            name, _, raw = pair.partition("=")
-            if name not in types:
-                continue
-            kind = str(types[name])
-            if "bool" in kind:
-                kwargs[name] = raw.lower() in ("", "1", "true", "yes")
-            elif "int" in kind:
-                kwargs[name] = int(raw)
-            elif "float" in kind:
-                kwargs[name] = float(raw)
-            else:
-                kwargs[name] = raw.replace("_", " ") if name == "text" else raw
-        return cls(**kwargs)
-
-
-@dataclass
 class RecordedRequest:
     method: str
     path: str
@@ -102,47 +49,6 @@ class RecordedRequest:
     tokens_sent: int = 0
     completed: bool = False
     disconnected_at: float | None = None
-
-
-def demo_reply(body: dict[str, Any]) -> str:
-    """A deterministic answer that shows what the app does with a real one."""
-    messages = body.get("messages") or []
-    last = ""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            last = (
-                content
-                if isinstance(content, str)
-                else " ".join(
-                    part.get("text", "") for part in content or [] if isinstance(part, dict)
-                )
-            )
-            break
-    question = DIRECTIVE.sub("", last).strip()
-    quoted = question if len(question) <= 120 else question[:117] + "..."
-    turns = sum(1 for m in messages if m.get("role") == "user")
-    return (
-        f"This reply comes from the **offline demo model**, not a real one. You wrote: “{quoted}”\n\n"
-        f"It is turn {turns} of this conversation, and the whole history was sent with it. "
-        "Replies render as Markdown, for example a list:\n\n"
-        "- streamed token by token\n- stored as it arrives\n- kept when you reload\n\n"
-        "and code:\n\n```python\nprint('hello from the demo gateway')\n```\n"
-    )
-
-
-def demo_title(body: dict[str, Any]) -> str:
-    messages = body.get("messages") or []
-    last = messages[-1].get("content", "") if messages else ""
-    text = last if isinstance(last, str) else ""
-    question = text.split("User:", 1)[1] if "User:" in text else text
-    question = question.split("Assistant:", 1)[0]
-    words = DIRECTIVE.sub("", question).split()
-    return "Demo: " + " ".join(words[:5]) if words else "Demo conversation"
-
-
-def numbered_words(count: int) -> str:
-    return " ".join(f"w{i}" for i in range(1, count + 1))
 
 
 class FakeGateway:

@@ -1,0 +1,1 @@
+"""The bundled offline gateway: `script` (how it answers), `server` (its HTTP side)."""
