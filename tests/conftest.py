@@ -22,6 +22,9 @@ from django.test import Client
 from conversations import generation, services, upstream
 from conversations.demo.server import FakeGateway
 
+# The shared helpers of tests/support/ assert too: rewrite them as pytest does test modules.
+pytest.register_assert_rewrite("tests.support")
+
 ORIGIN = (b"origin", b"http://127.0.0.1")
 
 

@@ -16,8 +16,8 @@ from conversations import credentials, generation, services, usage
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message
 from tests.conftest import give_key, make_user, open_socket, receive
-from tests.test_consumers import new_conversation
-from tests.test_usage import record_reply
+from tests.support.chat import new_conversation
+from tests.support.turns import record_reply
 
 pytestmark = pytest.mark.django_db
 

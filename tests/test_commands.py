@@ -15,7 +15,7 @@ from conversations import credentials, crypto, services
 from conversations.management.commands.set_api_key import Command as SetApiKey
 from conversations.models import ApiCredential
 from tests.conftest import frames_until, give_key, open_socket, receive
-from tests.test_consumers import new_conversation
+from tests.support.chat import new_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

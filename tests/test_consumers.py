@@ -12,7 +12,6 @@ from django.test import override_settings
 
 from conversations import consumers, layers, limits, services
 from conversations.demo.script import Script
-from conversations.models import Conversation, Message
 from tests.conftest import (
     ORIGIN,
     frames_until,
@@ -22,22 +21,11 @@ from tests.conftest import (
     receive,
     session_cookie,
 )
+from tests.support.chat import new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
-
-
-async def new_conversation(user, **fields) -> Conversation:
-    conversation = await db(services.conversations.create_conversation)(user)
-    if fields:
-        await Conversation.objects.filter(pk=conversation.pk).aupdate(**fields)
-        await conversation.arefresh_from_db()
-    return conversation
-
-
-async def stored(conversation: Conversation) -> list[Message]:
-    return [m async for m in Message.objects.filter(conversation=conversation).order_by("id")]
 
 
 async def test_two_turns_stream_and_are_stored_with_full_history(alice, gateway):

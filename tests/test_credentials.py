@@ -17,7 +17,7 @@ from conversations import credentials, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation
 from tests.conftest import frames_until, give_key, make_user, open_socket, receive
-from tests.test_consumers import new_conversation, stored
+from tests.support.chat import new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

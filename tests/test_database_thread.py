@@ -17,7 +17,7 @@ from channels.db import DatabaseSyncToAsync, database_sync_to_async
 from django.db.backends.utils import CursorWrapper
 
 from tests.conftest import frames_until, give_key, open_socket, receive
-from tests.test_consumers import new_conversation
+from tests.support.chat import new_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -15,7 +15,7 @@ from conversations.demo.script import Script
 from conversations.models import Message
 from conversations.rendering import render_markdown
 from tests.conftest import frames_until, give_key, open_socket, receive
-from tests.test_consumers import new_conversation
+from tests.support.chat import new_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

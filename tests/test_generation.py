@@ -19,19 +19,11 @@ from conversations.credentials import GatewayCredential
 from conversations.demo.script import Script, numbered_words
 from conversations.models import ApiCredential, Message, SearchDocument
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
-from tests.test_consumers import new_conversation, stored
+from tests.support.chat import chat, new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
-
-
-async def chat(user, gateway, key: str = "sk-test"):
-    await db(give_key)(user, gateway, key)
-    conversation = await new_conversation(user)
-    sock = await open_socket(user, conversation.public_id)
-    assert (await receive(sock))["type"] == "state"
-    return conversation, sock
 
 
 async def turn(sock, content: str = "hello") -> list[dict]:

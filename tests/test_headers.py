@@ -19,7 +19,7 @@ from conversations import services
 from conversations.models import ApiCredential, Message
 from conversations.services.replies import Outcome
 from tests.conftest import make_user
-from tests.live import ROOT
+from tests.support.processes import ROOT
 
 CSP = {
     "default-src": "'self'",

@@ -23,7 +23,7 @@ from conversations import credentials, limits, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential
 from tests.conftest import ORIGIN, frames_until, give_key, receive, session_cookie
-from tests.test_consumers import new_conversation
+from tests.support.chat import new_conversation
 
 ROOT = Path(settings.BASE_DIR)
 # Everything makemessages reads: templates, Python and the JavaScript of static/js.

@@ -12,8 +12,8 @@ from conversations import credentials, limits, services, usage
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Message
 from tests.conftest import frames_until, give_key, open_socket, receive
-from tests.test_consumers import new_conversation, stored
-from tests.test_usage import record_reply
+from tests.support.chat import new_conversation, stored
+from tests.support.turns import record_reply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from conversations.demo.script import Script
 from conversations.models import Conversation, Message, SearchDocument
 from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
-from tests.test_consumers import new_conversation, stored
+from tests.support.chat import new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

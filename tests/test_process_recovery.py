@@ -8,27 +8,17 @@ import json
 import time
 
 import pytest
-import websockets
 from channels.db import database_sync_to_async
 
 from conversations import services
 from conversations.demo.script import Script
 from conversations.models import Message, SearchDocument
 from tests.conftest import give_key, session_cookie
-from tests.live import DaphneProcess
+from tests.support.processes import FAST_LEASES, DaphneProcess, connect
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 db = database_sync_to_async
-FAST_LEASES = {"CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_LEASE_SECONDS": "1"}
-
-
-async def connect(server: DaphneProcess, cookie: bytes, conversation_id):
-    return await websockets.connect(
-        f"{server.ws_url}/ws/conversations/{conversation_id}/",
-        additional_headers={"Cookie": cookie.decode(), "Origin": server.http_url},
-        open_timeout=10,
-    )
 
 
 async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_it_interrupted(

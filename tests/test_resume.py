@@ -9,8 +9,7 @@ import pytest
 from conversations import generation
 from conversations.demo.script import Script, numbered_words
 from tests.conftest import frames_until, open_socket, receive
-from tests.test_consumers import stored
-from tests.test_generation import chat
+from tests.support.chat import chat, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

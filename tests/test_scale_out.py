@@ -21,8 +21,7 @@ from conversations import services
 from conversations.demo.script import Script, numbered_words
 from conversations.models import Message
 from tests.conftest import give_key, session_cookie
-from tests.live import DaphneProcess, RedisServer
-from tests.test_process_recovery import FAST_LEASES, connect
+from tests.support.processes import FAST_LEASES, DaphneProcess, RedisServer, connect
 
 SHARED = bool(settings.REDIS_URL) and connection.vendor == "postgresql"
 pytestmark = [

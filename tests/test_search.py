@@ -11,7 +11,7 @@ from django.test import Client
 
 from conversations import search, services
 from conversations.models import Conversation, Message, SearchDocument
-from conversations.services.replies import Outcome
+from tests.support.turns import exchange, keyed
 
 pytestmark = pytest.mark.django_db
 
@@ -19,25 +19,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _no_rate_limit(settings: Any) -> None:
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
-
-
-def keyed(user: Any) -> Any:
-    # Turns are stored without reaching a gateway here: the address is never called.
-    services.credentials.set_api_key(user, key="sk-test-search", base_url="http://127.0.0.1:9")
-    return user
-
-
-def exchange(user: Any, conversation: Conversation, question: str, answer: str) -> Message:
-    """One stored turn through the services, as a finished reply leaves it. Returns the reply."""
-    start = services.turns.start_turn(user, conversation, question)
-    assert start.assistant_message is not None
-    assert start.plan is not None
-    # As the generation does: the turn's automatic title is indexed with the reply.
-    services.replies.finish_reply(
-        start.plan,
-        Outcome(status=Message.Status.COMPLETE, content=answer, stop_reason="end_turn"),
-    )
-    return Message.objects.get(pk=start.assistant_message.pk)
 
 
 def chat(user: Any, question: str, answer: str = "OK.", title: str = "") -> Conversation:

@@ -11,7 +11,7 @@ from django.test import Client
 
 from conversations.demo.script import Script
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
-from tests.test_consumers import new_conversation, stored
+from tests.support.chat import new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,36 +14,11 @@ from django.utils import timezone
 from conversations import services, usage
 from conversations.models import ApiCredential, Message
 from tests.conftest import make_user
+from tests.support.turns import record_reply
 
 pytestmark = pytest.mark.django_db
 
 USAGE_URL = "/admin/usage/"
-
-
-def record_reply(
-    user: Any,
-    *,
-    input_tokens: int | None,
-    output_tokens: int | None,
-    at: datetime | None = None,
-    conversation: Any = None,
-) -> Message:
-    """A question and a finished reply with the usage the gateway reported, `at` a given time."""
-    conversation = conversation or services.conversations.create_conversation(user)
-    Message.objects.create(conversation=conversation, role=Message.Role.USER, content="q")
-    reply = Message.objects.create(
-        conversation=conversation,
-        role=Message.Role.ASSISTANT,
-        content="a",
-        model="hy3-preview",
-        stop_reason="end_turn",
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-    )
-    if at is not None:
-        # created_at is auto_now_add: move it afterwards.
-        Message.objects.filter(conversation=conversation).update(created_at=at)
-    return reply
 
 
 def test_month_boundaries_are_utc_and_roll_over_the_year():

@@ -22,7 +22,7 @@ from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.services.replies import Outcome
 from tests.conftest import frames_until, give_key, open_socket, receive
-from tests.test_search import exchange, keyed
+from tests.support.turns import exchange, keyed
 
 db = database_sync_to_async
 

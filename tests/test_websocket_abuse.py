@@ -16,7 +16,7 @@ from conversations import generation
 from conversations.demo.script import Script
 from conversations.demo.server import FakeGateway
 from tests.conftest import give_key, open_socket, receive
-from tests.test_consumers import new_conversation, stored
+from tests.support.chat import new_conversation, stored
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_play
 
 from conversations.demo.server import FakeGateway
 from tests.conftest import give_key, make_user, session_cookie
-from tests.live import ROOT, DaphneProcess
+from tests.support.processes import ROOT, DaphneProcess
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

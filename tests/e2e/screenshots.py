@@ -196,10 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from playwright.sync_api import expect, sync_playwright
 
-    from conversations.demo import FakeGateway
+    from conversations.demo.server import FakeGateway
     from tests.conftest import session_cookie
     from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-    from tests.live import DaphneProcess
+    from tests.support.processes import DaphneProcess
 
     gateway = FakeGateway().start_in_thread()
     server = DaphneProcess(CHAT_DEMO_GATEWAY_URL=gateway.base_url)

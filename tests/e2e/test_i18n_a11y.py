@@ -22,7 +22,7 @@ from conversations.models import Conversation, Message
 from tests.conftest import give_key
 from tests.e2e import axe
 from tests.e2e.conftest import _context, _finish, new_chat, sign_in_with_cookie, signed_in_page
-from tests.live import DaphneProcess
+from tests.support.processes import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -16,7 +16,7 @@ from conversations.demo.server import FakeGateway
 from conversations.models import Conversation, Message
 from tests.conftest import make_user
 from tests.e2e.conftest import Console, new_chat, open_new_chat, sign_in_with_cookie
-from tests.live import DaphneProcess
+from tests.support.processes import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -17,7 +17,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from conversations.demo.server import FakeGateway
 from tests.conftest import make_user
 from tests.e2e.conftest import Console, open_new_chat, sign_in_with_cookie
-from tests.live import DaphneProcess
+from tests.support.processes import DaphneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -1,4 +1,5 @@
-"""Real Daphne processes for tests: the app as it runs in production, on the test database."""
+"""Real processes for tests: Daphne as it runs in production, on the test database, and a
+private Redis server."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import websockets
 from django.conf import settings
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
+# Checkpoints and leases short enough for a test to outlive a dead process's replies.
+FAST_LEASES = {"CHAT_CHECKPOINT_INTERVAL": "0.2", "CHAT_LEASE_SECONDS": "1"}
 
 
 def free_port() -> int:
@@ -138,3 +142,12 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+async def connect(server: DaphneProcess, cookie: bytes, conversation_id: Any) -> Any:
+    """A signed-in websocket to `server` (the `websockets` client, as a browser connects)."""
+    return await websockets.connect(
+        f"{server.ws_url}/ws/conversations/{conversation_id}/",
+        additional_headers={"Cookie": cookie.decode(), "Origin": server.http_url},
+        open_timeout=10,
+    )
