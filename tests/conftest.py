@@ -145,6 +145,13 @@ def session_cookie(user: Any) -> bytes:
     return f"sessionid={client.cookies['sessionid'].value}".encode()
 
 
+def signed_in(user: Any, **kwargs: Any) -> Client:
+    """A test client signed in as `user` (`kwargs` go to the Client: headers, HTTPS)."""
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
 async def open_socket(user: Any | None, conversation_public_id: Any) -> WebsocketCommunicator:
     from chatsite.asgi import application
 

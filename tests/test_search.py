@@ -11,6 +11,7 @@ from django.test import Client
 
 from conversations import search, services
 from conversations.models import Conversation, Message, SearchDocument
+from tests.conftest import signed_in
 from tests.support.turns import exchange, keyed
 
 pytestmark = pytest.mark.django_db
@@ -42,12 +43,6 @@ def alice_keyed(alice: Any) -> Any:
 @pytest.fixture
 def bob_keyed(bob: Any) -> Any:
     return keyed(bob)
-
-
-def signed_in(user: Any) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 # --- What is found --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The conversation pages: list, rename, delete, settings, exports, and who may see them."""
+"""The conversation pages: list, rename, delete, settings, and who may see them (exports:
+test_exports.py)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from django.utils import timezone
 from conversations import listing, search, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
-from conversations.services.replies import Outcome
-from tests.conftest import frames_until, give_key, open_socket, receive
+from tests.conftest import frames_until, give_key, open_socket, receive, signed_in
 from tests.support.turns import exchange, keyed
 
 db = database_sync_to_async
@@ -30,12 +30,6 @@ db = database_sync_to_async
 @pytest.fixture(autouse=True)
 def _no_rate_limit(settings: Any) -> None:
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 0
-
-
-def signed_in(user: Any, **kwargs: Any) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
 
 
 def sidebar(html: str) -> list[tuple[str, list[str]]]:
@@ -478,141 +472,6 @@ async def test_settings_changed_while_a_socket_is_open_apply_to_its_next_turn(al
         "hy3-large",
         512,
     )
-
-
-# --- Exports ------------------------------------------------------------------------------
-def stored_conversation(user: Any) -> Conversation:
-    """A conversation with a complete reply, a superseded one and a failed one."""
-    keyed(user)
-    conversation = services.conversations.create_conversation(user)
-    services.conversations.update_settings(conversation, system_prompt="Be brief.\nBe kind.")
-    exchange(user, conversation, "What is **2+2**?", "It is 4.")
-    again = services.turns.regenerate(user, conversation)
-    assert again.plan is not None
-    services.replies.finish_reply(
-        again.plan,
-        Outcome(
-            status=Message.Status.COMPLETE,
-            content="Four.",
-            stop_reason="end_turn",
-            model="hy3-preview",
-            input_tokens=12,
-            output_tokens=3,
-        ),
-    )
-    start = services.turns.start_turn(user, conversation, "And 3+3?")
-    services.replies.finish_reply(
-        start.plan,
-        Outcome(
-            status=Message.Status.ERROR,
-            content="Si",
-            error_code="stream_interrupted",
-            error_message="The connection was cut.",
-        ),
-    )
-    conversation.refresh_from_db()
-    return conversation
-
-
-def test_the_json_export_is_the_stored_conversation(alice):
-    conversation = stored_conversation(alice)
-    response = signed_in(alice).get(f"/c/{conversation.public_id}/export.json")
-    assert response.status_code == 200
-    assert response["Content-Type"] == "application/json; charset=utf-8"
-    assert response["Content-Disposition"] == (
-        f'attachment; filename="conversation-{conversation.public_id}.json"'
-    )
-    data = json.loads(response.content)
-    assert data["conversation"]["id"] == str(conversation.public_id)
-    assert data["conversation"]["title"] == "What is **2+2**?"
-    assert data["conversation"]["system_prompt"] == "Be brief.\nBe kind."
-    messages = list(conversation.messages.order_by("id"))
-    assert len(data["messages"]) == len(messages) == 5
-    for exported, m in zip(data["messages"], messages, strict=True):
-        assert exported["id"] == str(m.public_id)
-        assert exported["role"] == m.role
-        assert exported["content"] == m.content
-        assert exported["status"] == m.status
-        assert exported["created_at"] == m.created_at.isoformat()
-        assert exported["model"] == m.model
-        assert exported["usage"] == {
-            "input_tokens": m.input_tokens,
-            "output_tokens": m.output_tokens,
-        }
-        assert exported["stop_reason"] == (m.stop_reason or None)
-        assert exported["superseded_at"] == (m.superseded_at and m.superseded_at.isoformat())
-    assert [m["status"] for m in data["messages"]] == [
-        "complete",
-        "complete",
-        "complete",
-        "complete",
-        "error",
-    ]
-    assert data["messages"][1]["superseded_at"] is not None
-    assert data["messages"][2]["usage"] == {"input_tokens": 12, "output_tokens": 3}
-    assert data["messages"][4]["error"] == {
-        "code": "stream_interrupted",
-        "message": "The connection was cut.",
-    }
-
-
-def test_the_markdown_export_is_the_stored_conversation(alice):
-    conversation = stored_conversation(alice)
-    response = signed_in(alice).get(f"/c/{conversation.public_id}/export.md")
-    assert response.status_code == 200
-    assert response["Content-Type"] == "text/markdown; charset=utf-8"
-    assert response["Content-Disposition"] == (
-        f'attachment; filename="conversation-{conversation.public_id}.md"'
-    )
-    text = response.content.decode()
-    assert text.startswith("# What is **2+2**?\n\n> System prompt:\n> Be brief.\n> Be kind.\n")
-    headings = re.findall(r"^## (.*)$", text, re.M)
-    stamps = [f"{m.created_at:%Y-%m-%d %H:%M} UTC" for m in conversation.messages.order_by("id")]
-    assert headings == [
-        f"You · {stamps[0]}",
-        f"Assistant (hy3-preview) · {stamps[1]} — previous version",
-        f"Assistant (hy3-preview) · {stamps[2]}",
-        f"You · {stamps[3]}",
-        f"Assistant (hy3-preview) · {stamps[4]} — error",
-    ]
-    for m in conversation.messages.all():
-        assert f"\n\n{m.content}\n\n" in text
-    assert "> Error `stream_interrupted`: The connection was cut." in text
-
-
-def test_an_empty_conversation_exports(alice):
-    conversation = services.conversations.create_conversation(alice)
-    client = signed_in(alice)
-    assert client.get(f"/c/{conversation.public_id}/export.md").content.decode() == "# New chat\n"
-    data = client.get(f"/c/{conversation.public_id}/export.json").json()
-    assert data["messages"] == [] and data["conversation"]["title"] == "New chat"
-
-
-@pytest.mark.django_db(transaction=True)
-async def test_exported_ids_are_the_websocket_ids(alice, gateway):
-    await db(give_key)(alice, gateway, "sk-export", model="hy3-preview")
-    conversation = await db(services.conversations.create_conversation)(alice)
-    gateway.enqueue(Script(text="Hello **there**."))
-    sock = await open_socket(alice, conversation.public_id)
-    assert (await receive(sock))["type"] == "state"
-    await sock.send_json_to({"type": "send", "content": "Hi!", "client_id": "c-1"})
-    received = await frames_until(sock, "done")
-    await sock.disconnect()
-    question, placeholder = (f["message"] for f in received[:2])
-    done = received[-1]
-
-    client = AsyncClient()
-    await client.aforce_login(alice)
-    data = json.loads((await client.get(f"/c/{conversation.public_id}/export.json")).content)
-    exported = data["messages"]
-    assert [m["id"] for m in exported] == [question["id"], placeholder["id"]]
-    assert placeholder["id"] == done["message_id"]
-    assert (exported[0]["role"], exported[0]["content"]) == ("user", "Hi!")
-    assert exported[1]["content"] == done["content"] == "Hello **there**."
-    assert exported[1]["status"] == done["status"] == "complete"
-    assert exported[1]["usage"] == done["usage"]
-    assert exported[1]["model"] == done["model"] == "hy3-preview"
-    assert exported[1]["stop_reason"] == done["stop_reason"] == "end_turn"
 
 
 # --- Who may see what ---------------------------------------------------------------------
