@@ -12,6 +12,7 @@ from conversations import layers
 from conversations.layers import LocalChannelLayer
 
 
+# --- LocalChannelLayer, the single-process layer (delete this section with the class) ------
 async def test_a_group_message_reaches_every_member_once_in_order():
     layer = LocalChannelLayer()
     members = [await layer.new_channel() for _ in range(3)]
@@ -72,6 +73,34 @@ async def test_a_reader_that_leaves_takes_its_queue_with_it(monkeypatch):
     assert other not in layer.channels
 
 
+async def test_a_direct_send_to_a_full_channel_raises_channel_full_and_keeps_what_it_holds():
+    layer = LocalChannelLayer(capacity=2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "chat.frame", "n": 0})
+    await layer.send(channel, {"type": "chat.frame", "n": 1})
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "chat.frame", "n": 2})
+    assert [(await layer.receive(channel))["n"] for _ in range(2)] == [0, 1]
+    # Room again once read.
+    await layer.send(channel, {"type": "chat.frame", "n": 3})
+    assert (await layer.receive(channel))["n"] == 3
+
+
+async def test_a_group_send_drops_silently_for_a_full_member_which_gets_later_messages():
+    layer = LocalChannelLayer(capacity=1)
+    member = await layer.new_channel()
+    await layer.group_add("chat", member)
+    await layer.group_send("chat", {"type": "chat.frame", "n": 0})
+    await layer.group_send("chat", {"type": "chat.frame", "n": 1})  # full: dropped, no error
+    assert (await layer.receive(member))["n"] == 0
+    await layer.group_send("chat", {"type": "chat.frame", "n": 2})
+    # The member sees a gap (1 is lost for good), as a page sees a `seq` gap.
+    assert (await layer.receive(member))["n"] == 2
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(member), 0.05)
+
+
+# --- Riding out a shared layer's outages (retrying, best_effort) ----------------------------
 class FakeClock:
     """A clock the retry loop reads and advances by the pauses it takes."""
 
