@@ -165,7 +165,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "conversations.layers.LocalChannelLayer",
             "CONFIG": {"capacity": 1000},
         }
     }

@@ -1,6 +1,5 @@
-"""The channel layers: the single-process one (Channels' own, as configured) gives every
-member each group message once, in order, a full member loses only its own messages, and
-closed readers leave nothing behind; a shared one's outages are ridden out."""
+"""The single-process channel layer: every member gets each group message once, in order;
+a full member loses only its own messages; closed readers leave nothing behind."""
 
 from __future__ import annotations
 
@@ -8,13 +7,13 @@ import asyncio
 
 import pytest
 from channels.exceptions import ChannelFull
-from channels.layers import InMemoryChannelLayer
 
 from conversations import layers
+from conversations.layers import LocalChannelLayer
 
 
 async def test_a_group_message_reaches_every_member_once_in_order():
-    layer = InMemoryChannelLayer()
+    layer = LocalChannelLayer()
     members = [await layer.new_channel() for _ in range(3)]
     for channel in members:
         await layer.group_add("chat", channel)
@@ -31,7 +30,7 @@ async def test_a_group_message_reaches_every_member_once_in_order():
 
 
 async def test_a_full_member_loses_only_its_own_messages():
-    layer = InMemoryChannelLayer(capacity=2)
+    layer = LocalChannelLayer(capacity=2)
     slow, fast = await layer.new_channel(), await layer.new_channel()
     for channel in (slow, fast):
         await layer.group_add("chat", channel)
@@ -46,15 +45,31 @@ async def test_a_full_member_loses_only_its_own_messages():
     assert [(await layer.receive(slow))["n"] for _ in range(2)] == [0, 1]
 
 
-async def test_a_reader_that_leaves_takes_its_queue_with_it():
-    layer = InMemoryChannelLayer()
+async def test_a_reader_that_leaves_takes_its_queue_with_it(monkeypatch):
+    layer = LocalChannelLayer()
     channel = await layer.new_channel()
+    reader = asyncio.create_task(layer.receive(channel))
+    await asyncio.sleep(0)
+    await layer.send(channel, {"type": "chat.frame"})
+    assert (await reader) == {"type": "chat.frame"}
+    # Kept between messages while its consumer lives ...
+    assert channel in layer.channels
     reader = asyncio.create_task(layer.receive(channel))
     await asyncio.sleep(0)
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):
         await reader
+    # ... and gone once the consumer stopped reading.
     assert channel not in layer.channels
+    # A channel that got messages and never a reader goes when they expire; one emptied by
+    # a reader that then left without waiting again goes at the next sweep.
+    other = await layer.new_channel()
+    await layer.send(other, {"type": "chat.frame"})
+    await layer.receive(other)
+    assert other in layer.channels
+    monkeypatch.setattr(layers, "SWEEP_INTERVAL", 0.0)
+    await layer.send(await layer.new_channel(), {"type": "x"})  # any call sweeps
+    assert other not in layer.channels
 
 
 class FakeClock:
