@@ -10,10 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
@@ -38,7 +38,49 @@ FOLLOW_SILENCE_SECONDS = 10.0
 SNAPSHOT_WAIT_SECONDS = 1.0
 
 
+# Messages read ahead of the one being handled, per consumer. Small: a socket whose client
+# does not read stops taking frames from the channel layer soon, as with Channels' own loop
+# (the layer's per-channel capacity then drops what a slow socket cannot take).
+READ_AHEAD = 16
+
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def dispatch_in_order(
+    sources: list[Receive], dispatch: Callable[[dict[str, Any]], Awaitable[None]]
+) -> None:
+    """Handle the messages of several sources one at a time, in the order they arrive.
+
+    What Channels' `await_many_dispatch` does, for less per message: it makes a new task
+    and an `asyncio.wait` for every message, four event-loop callbacks a relayed frame;
+    here one long-lived reader per source feeds one bounded queue, two callbacks a frame.
+    A reader that fails hands its exception to the loop, which raises it.
+    """
+    inbox: asyncio.Queue[tuple[dict[str, Any] | None, BaseException | None]] = asyncio.Queue(
+        READ_AHEAD
+    )
+
+    async def read(source: Receive) -> None:
+        try:
+            while True:
+                await inbox.put((await source(), None))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # the loop below raises it
+            await inbox.put((None, exc))
+
+    readers = [asyncio.create_task(read(source)) for source in sources]
+    try:
+        while True:
+            message, error = await inbox.get()
+            if error is not None:
+                raise error
+            assert message is not None
+            await dispatch(message)
+    finally:
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
 
 
 class FrameBudget:
@@ -86,8 +128,8 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     _follow_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Any) -> None:
-        # AsyncConsumer.__call__, for a layer that may be down for a moment (Redis
-        # restarting) and with one more source: the messages this consumer posts to itself.
+        # AsyncConsumer.__call__ with a leaner dispatch loop (see `dispatch_in_order`), and a
+        # layer that may be down for a moment (Redis restarting).
         self.scope = scope
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
@@ -101,7 +143,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         else:
             sources.append(self._receive_from_layer)
         try:
-            await await_many_dispatch(sources, self.dispatch)
+            await dispatch_in_order(sources, self.dispatch)
         except StopConsumer:
             pass
 
@@ -272,10 +314,19 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             await generation.edit(self.user, self.conversation, frame.message_id, frame.content)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
-        # Frames still queued when the socket is being closed for flooding are dropped.
+        # Channels (4.2+) makes a round trip to the database thread before every handler to
+        # close stale connections. Here it is never needed: this consumer, and the turn
+        # actions of `generation` it calls, reach the database only through
+        # `database_sync_to_async` (`db`, `services.call`), which closes them around each
+        # call in that thread anyway (tests/test_database_thread.py). Skipping it keeps relayed
+        # deltas (which touch no database) and received frames from queueing behind the
+        # database work of the whole process.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
         if message["type"] == "chat.frame" and self._closing:
             return
-        await super().dispatch(message)
+        await handler(message)
 
     async def chat_frame(self, event: dict[str, Any]) -> None:
         if self._held is not None:
