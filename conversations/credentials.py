@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, Q
 
+from conversations import rows
 from conversations.fakegateway import DEMO_MODEL
 from conversations.models import ApiCredential, cloudbase_base_url
 from conversations.upstream import GatewayCredential
@@ -68,14 +68,17 @@ def resolve(user: AbstractBaseUser | AnonymousUser) -> GatewayCredential | None:
 
 def _deciding_row(user_id: int | None) -> ApiCredential | None:
     """The row that decides `resolve`, in one statement: the user's own credentials first
-    (the newest active one before any inactive one), then the newest active default."""
-    candidates = Q(user=None, is_active=True)
-    if user_id is not None:
-        candidates |= Q(user_id=user_id)
-    # Only this user's rows and the defaults match: "user_id descending, NULL last" puts
-    # the user's own first.
-    return (
-        ApiCredential.objects.filter(candidates)
-        .order_by(F("user_id").desc(nulls_last=True), "-is_active", "-updated_at")
-        .first()
+    (the newest active one before any inactive one), then the newest active default.
+    Hand-written: every turn starts here (see `conversations.rows`)."""
+    db = rows.database()
+    user, active, updated = (
+        rows.column(db, ApiCredential, name) for name in ("user", "is_active", "updated_at")
+    )
+    own = f" OR {user} = %s" if user_id is not None else ""
+    return rows.one(
+        db,
+        ApiCredential,
+        f"WHERE ({user} IS NULL AND {active}){own} "
+        f"ORDER BY {user} IS NULL, {active} DESC, {updated} DESC LIMIT 1",
+        [] if user_id is None else [user_id],
     )

@@ -23,10 +23,11 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, IntegrityError, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import credentials, crypto, frames, layers, limits
+from conversations import credentials, crypto, frames, layers, limits, rows
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from conversations.search import segment
 from conversations.text import clean
@@ -261,25 +262,26 @@ def _index_new_messages(owner_id: int, messages: list[Message], title: str = "")
             )
         )
     if documents:
-        SearchDocument.objects.bulk_create(documents, ignore_conflicts=True)
+        rows.insert(rows.database(), documents, ignore_conflicts=True)
 
 
 def _index_title(conversation: Conversation) -> None:
     """The conversation's title entry, replaced or created (one per conversation)."""
-    entry = SearchDocument.objects.filter(conversation_id=conversation.pk, message=None)
-    body = segment(conversation.title)
+    db = rows.database()
+    conversation_, message_ = (
+        rows.column(db, SearchDocument, name) for name in ("conversation", "message")
+    )
+    where = f"WHERE {conversation_} = %s AND {message_} IS NULL"
+    values = {"owner": conversation.owner_id, "body": segment(conversation.title)}
     # Twice at most: an entry inserted between the two statements is then updated.
     for _attempt in (1, 2):
-        if entry.update(owner_id=conversation.owner_id, body=body):
+        if rows.update(db, SearchDocument, values, where, [conversation.pk]):
             return
-        try:
-            with transaction.atomic():
-                SearchDocument.objects.create(
-                    conversation_id=conversation.pk, owner_id=conversation.owner_id, body=body
-                )
+        document = SearchDocument(
+            conversation_id=conversation.pk, owner_id=conversation.owner_id, body=values["body"]
+        )
+        if rows.insert(db, [document], ignore_conflicts=True):
             return
-        except IntegrityError:
-            continue
 
 
 # --- Turns -------------------------------------------------------------------------------
@@ -458,7 +460,7 @@ def _insert_turn(
         try:
             with transaction.atomic():
                 # One multi-row INSERT; ids follow the list, so the question comes first.
-                Message.objects.bulk_create(turn)
+                rows.insert(rows.database(), turn)
             return reply
         except IntegrityError:
             if (
@@ -538,15 +540,16 @@ def _current(conversation: Conversation) -> Conversation:
 
 
 def _locked(conversation_id: int) -> Conversation | None:
-    """The conversation's row, locked for this transaction."""
-    try:
-        return Conversation.objects.select_for_update().get(pk=conversation_id)
-    except Conversation.DoesNotExist:
-        return None
+    """The conversation's row, locked for this transaction (turn path: see `rows`)."""
+    db = rows.database()
+    return rows.one(
+        db, Conversation, rows.by_pk(db, Conversation), [conversation_id], for_update=True
+    )
 
 
 def _update_conversation(conversation_id: int, **values: Any) -> None:
-    Conversation.objects.filter(pk=conversation_id).update(**values)
+    db = rows.database()
+    rows.update(db, Conversation, values, rows.by_pk(db, Conversation), [conversation_id])
 
 
 def fallback_title(content: str, limit: int = 60) -> str:
@@ -636,6 +639,11 @@ class Checkpoint:
 CHECKPOINT_FIELDS = ("content", "thinking", "seq", "lease_expires_at")
 
 
+def _streaming_reply(db: BaseDatabaseWrapper) -> str:
+    """`WHERE id = %s AND status = %s`: a reply row, only while it is still streaming."""
+    return f"{rows.by_pk(db, Message)} AND {rows.column(db, Message, 'status')} = %s"
+
+
 def checkpoint(batch: list[Checkpoint], renew: list[int]) -> None:
     """Save partial replies and renew the leases of every running reply of this process.
 
@@ -667,16 +675,13 @@ def _save_checkpoints(batch: list[Checkpoint], lease_until: datetime) -> None:
     # One prepared statement run for every row (executemany): with hundreds of streams,
     # building an ORM UPDATE per row each second cost more than the writes. The status
     # guard is per row, so a reply finished meanwhile is never overwritten.
-    db = transaction.get_connection()
-    quote = db.ops.quote_name
-    meta = Message._meta
-    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in CHECKPOINT_FIELDS)
-    where = f"{quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
-    lease = meta.get_field("lease_expires_at").get_db_prep_save(lease_until, db)
+    db = rows.database()
+    sets = ", ".join(f"{rows.column(db, Message, name)} = %s" for name in CHECKPOINT_FIELDS)
+    lease = Message._meta.get_field("lease_expires_at").get_db_prep_save(lease_until, db)
     streaming = Message.Status.STREAMING.value
     with db.cursor() as cursor:
         cursor.executemany(
-            f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}",
+            f"UPDATE {rows.table(db, Message)} SET {sets} {_streaming_reply(db)}",
             [
                 (item.content, item.thinking, item.seq, lease, item.message_id, streaming)
                 for item in batch
@@ -756,16 +761,26 @@ def finish_reply(plan: TurnPlan, outcome: Outcome, *, index: bool = True) -> Mes
         fields["model"] = outcome.model
     with transaction.atomic():
         # Only a reply still streaming may be finished, by the one process writing it.
-        reply_row = Message.objects.filter(pk=plan.message_id)
-        updated = reply_row.filter(status=Message.Status.STREAMING).update(**fields)
+        db = rows.database()
+        updated = rows.update(
+            db,
+            Message,
+            fields,
+            _streaming_reply(db),
+            [plan.message_id, Message.Status.STREAMING.value],
+        )
         reclaimed = False
         if not updated:
             # Another process took its lease for a dead process's and marked it interrupted
             # with the last checkpoint; a process that overloaded can renew late and still
             # be alive. The writer's own text is the truth: it replaces the reaper's mark.
-            reclaimed = updated = reply_row.filter(
-                status=Message.Status.INTERRUPTED, error_code=REAPED
-            ).update(**fields)
+            reclaimed = updated = rows.update(
+                db,
+                Message,
+                fields,
+                f"{_streaming_reply(db)} AND {rows.column(db, Message, 'error_code')} = %s",
+                [plan.message_id, Message.Status.INTERRUPTED.value, REAPED],
+            )
         if not updated:
             return None
         reply = Message(
@@ -869,12 +884,17 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
     never resent, and consecutive messages of one role are merged so roles alternate.
     """
-    stored = (
-        Message.objects.filter(
-            conversation_id=conversation_id, superseded_at=None, id__lt=up_to_message_id
-        )
-        .order_by("id")
-        .values_list("role", "content", "status")
+    db = rows.database()
+    role_, content_, status_, id_, conversation_, superseded_ = (
+        rows.column(db, Message, name)
+        for name in ("role", "content", "status", "id", "conversation", "superseded_at")
+    )
+    stored = rows.all_values(
+        db,
+        # Hand-written: every turn reads it (see `conversations.rows`).
+        f"SELECT {role_}, {content_}, {status_} FROM {rows.table(db, Message)} "
+        f"WHERE {conversation_} = %s AND {superseded_} IS NULL AND {id_} < %s ORDER BY {id_}",
+        [conversation_id, up_to_message_id],
     )
     history: list[dict[str, Any]] = []
     for role, content, status in stored:

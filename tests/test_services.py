@@ -178,24 +178,3 @@ def test_titles_settings_and_labels_are_stored_without_nul_or_lone_surrogates(al
     credential = give_key(alice, gateway, "sk-label", label="work\x00 key \udcff", model="hy\x00")
     credential.refresh_from_db()
     assert (credential.label, credential.default_model) == ("work key \ufffd", "hy")
-
-
-def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gateway):
-    give_key(alice, gateway, "sk-rows")
-    conversation = services.create_conversation(alice)
-    first = services.start_turn(alice, conversation, "one")
-    services.finish_reply(first.plan, services.Outcome(status="complete", content="uno"))
-    second = services.start_turn(alice, conversation, "two")
-    assert second.plan.history == services.load_history(conversation.pk, second.plan.message_id)
-    assert second.plan.history == [
-        {"role": "user", "content": "one"},
-        {"role": "assistant", "content": "uno"},
-        {"role": "user", "content": "two"},
-    ]
-    services.finish_reply(second.plan, services.Outcome(status="complete", content="dos"))
-    again = services.edit_and_resend(alice, conversation, second.user_message.public_id, "2")
-    assert again.plan.history == [
-        {"role": "user", "content": "one"},
-        {"role": "assistant", "content": "uno"},
-        {"role": "user", "content": "2"},
-    ]
