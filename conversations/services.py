@@ -548,6 +548,7 @@ def _locked(conversation_id: int) -> Conversation | None:
 
 
 def _update_conversation(conversation_id: int, **values: Any) -> None:
+    """The conversation's row changed by every turn (its activity time, a first title)."""
     db = rows.database()
     rows.update(db, Conversation, values, rows.by_pk(db, Conversation), [conversation_id])
 
@@ -584,7 +585,7 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
         if question is None or question.role != Message.Role.USER:
             raise ServiceError("nothing_to_regenerate", _("There is no question to answer again."))
         reply = _insert_turn(conversation, credential)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        _update_conversation(conversation.pk, updated_at=timezone.now())
         if last.role == Message.Role.ASSISTANT:
             broadcast_on_commit(conversation.public_id, frames.superseded([last.public_id]))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
@@ -620,7 +621,7 @@ def edit_and_resend(
         later.update(superseded_at=timezone.now())
         question = Message(conversation=conversation, role=Message.Role.USER, content=content)
         reply = _insert_turn(conversation, credential, question)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        _update_conversation(conversation.pk, updated_at=timezone.now())
         broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
         broadcast_on_commit(conversation.public_id, frames.message(question))
         broadcast_on_commit(conversation.public_id, frames.message(reply))
