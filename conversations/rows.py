@@ -2,10 +2,22 @@
 
 Compiling an ORM query costs this process several times what SQLite then takes to answer
 it (about 0.4 ms against 0.03 ms for a one-row SELECT on the benchmark machine), and a
-turn start runs in the one database thread that every socket shares. The few statements on
-that path are written here in SQL, over the models' own table and column names; values go
-in and come back through the fields' own conversions, as with the ORM. Everything else
-uses the ORM.
+turn start runs in the one database thread that every socket shares. Round 4 of
+docs/performance.md measured this module against the plain ORM for the same statements.
+
+The rule that decides what uses it: **every statement a send makes on its common path,
+from the turn's start to its reply's final save and its conversation's generated title,
+is written here, and any other action that makes the same statement calls the same
+helper.** That is the credential, the conversation row (locked) and its activity time, the
+turn's INSERT, the history, the checkpoints, the final save and its search entries, the
+title and its index entry. So regenerate and edit, which are turns too, lock the row, insert,
+touch the activity time and read the history through the same helpers as a send, and a
+rename writes the title's index entry as a generated title does. What a send makes only
+off its common path (the once-a-minute `last_used_at`, the resend and reaper queries
+after a refused INSERT), and what only other actions make (regenerate's and edit's own
+reads and superseding UPDATEs, pages, the admin), uses the ORM. SQL here uses the models'
+own table and column names; values go in and come back through the fields' own
+conversions, as with the ORM.
 """
 
 from __future__ import annotations
