@@ -244,7 +244,7 @@ def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
         if question is None or question.role != Message.Role.USER:
             raise ServiceError("nothing_to_regenerate", _("There is no question to answer again."))
         reply = _insert_turn(conversation, credential)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        conversations.update_row(conversation.pk, updated_at=timezone.now())
         if last.role == Message.Role.ASSISTANT:
             events.broadcast_on_commit(conversation.public_id, frames.superseded([last.public_id]))
         events.broadcast_on_commit(conversation.public_id, frames.message(reply))
@@ -280,7 +280,7 @@ def edit_and_resend(
         later.update(superseded_at=timezone.now())
         question = Message(conversation=conversation, role=Message.Role.USER, content=content)
         reply = _insert_turn(conversation, credential, question)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+        conversations.update_row(conversation.pk, updated_at=timezone.now())
         events.broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
         events.broadcast_on_commit(conversation.public_id, frames.message(question))
         events.broadcast_on_commit(conversation.public_id, frames.message(reply))
