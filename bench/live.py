@@ -107,7 +107,7 @@ class Live:
 def wait_for_titles(job: dict[str, Any], limit: float = 30.0) -> float:
     """Seconds until every conversation of a job has its generated title (bounded)."""
     from conversations.models import Conversation
-    from conversations.services import fallback_title
+    from conversations.services.conversations import fallback_title
 
     if job["mode"] not in ("stream", "start"):
         return 0.0
