@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from conversations import lifecycle  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,3 +23,6 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# Under Daphne: recover at start, drain on SIGTERM/SIGINT (conversations/lifecycle.py).
+lifecycle.install()

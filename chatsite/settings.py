@@ -329,6 +329,10 @@ CHAT_MAX_TOKENS_LIMIT: int = env.int("CHAT_MAX_TOKENS_LIMIT", default=32_000)
 # of its lease: a reply whose lease runs out belongs to a dead process.
 CHAT_CHECKPOINT_INTERVAL: float = env.float("CHAT_CHECKPOINT_INTERVAL", default=1.0)
 CHAT_LEASE_SECONDS: float = env.float("CHAT_LEASE_SECONDS", default=10.0)
+# On SIGTERM/SIGINT, how long replies being written may go on before they are saved
+# `interrupted` (conversations/lifecycle.py). Below the stop timeouts of systemd (90 s)
+# and Kubernetes (30 s), with room for the saves and the sockets' close frames.
+CHAT_SHUTDOWN_GRACE: float = env.float("CHAT_SHUTDOWN_GRACE", default=25.0)
 CHAT_UPSTREAM_CONNECT_TIMEOUT: float = env.float("CHAT_UPSTREAM_CONNECT_TIMEOUT", default=10.0)
 # Longest silence allowed from the gateway, before the first byte and between events.
 CHAT_UPSTREAM_READ_TIMEOUT: float = env.float("CHAT_UPSTREAM_READ_TIMEOUT", default=60.0)

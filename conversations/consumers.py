@@ -18,7 +18,16 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext as _
 
-from conversations import control, frames, generation, languages, layers, protocol, services
+from conversations import (
+    control,
+    frames,
+    generation,
+    languages,
+    layers,
+    lifecycle,
+    protocol,
+    services,
+)
 from conversations.generation import db
 from conversations.services import ServiceError
 
@@ -190,6 +199,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             return
         self.group = group
         await self.accept()
+        lifecycle.sockets.add(self)
         generation.registry.ensure_ticker()
         snapshot = generation.registry.local_snapshot(conversation.public_id)
         if snapshot is None:
@@ -214,6 +224,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self._send_state(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        lifecycle.sockets.discard(self)
         for task in (self._wait_task, self._follow_task):
             if task is not None:
                 task.cancel()
@@ -231,10 +242,27 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         held, self._held = self._held, None
         for frame in held or []:
             await self._relay(frame)
+        if generation.registry.draining:
+            await self.chat_restart({"final": False})
 
     async def _snapshot_deadline(self) -> None:
         await asyncio.sleep(SNAPSHOT_WAIT_SECONDS)
         self._local.put_nowait({"type": "chat.snapshot_timeout"})
+
+    # --- the process restarts (lifecycle) ----------------------------------------------
+    def restart_soon(self, *, final: bool) -> None:
+        self._local.put_nowait({"type": "chat.restart", "final": final})
+
+    async def chat_restart(self, event: dict[str, Any]) -> None:
+        """Close with 1012 so the page reconnects elsewhere or later; while the drain lets a
+        reply written here go on, its sockets stay to relay it to its end."""
+        if self._closing:
+            return
+        writing_here = generation.registry.local_snapshot(self.conversation.public_id)
+        if not event["final"] and writing_here is not None:
+            return
+        self._closing = True
+        await self.close(code=lifecycle.CLOSE_SERVICE_RESTART)
 
     async def chat_snapshot(self, event: dict[str, Any]) -> None:
         if self._held is not None:
@@ -267,6 +295,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         except (protocol.ProtocolError, ServiceError) as exc:
             # Echo the refused send's client_id: its page gives that text back to the person.
             await self.send_json(frames.error(exc.code, exc.message, client_id=client_id))
+            if exc.code == "server_restarting":
+                # Refused for a restart: the page sends it again once it has reconnected.
+                await self.chat_restart({"final": False})
         except services.STORAGE_ERRORS:
             # The database refused or could not take this frame's work (its transaction
             # rolled back): an error frame, not a socket closed with 1011 that the page
@@ -353,6 +384,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(frame)
         if kind == "deleted":
             await self.close(code=CLOSE_NOT_FOUND)
+        elif kind == "done" and generation.registry.draining:
+            # The reply this socket stayed for has ended: nothing more is written here.
+            await self.chat_restart({"final": True})
 
     # --- a reply followed in silence ---------------------------------------------------
     def _follow(self, message_id: str) -> None:

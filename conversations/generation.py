@@ -325,6 +325,8 @@ class Registry:
         # titles (cancelled at shutdown). Held here so none is garbage-collected mid-way.
         self._saving: set[asyncio.Task[Any]] = set()
         self._extras: set[asyncio.Task[Any]] = set()
+        # Set when the process is told to stop (`lifecycle`): new turns are refused.
+        self.draining = False
 
     def track(self, coroutine: Any, *, wait_at_shutdown: bool = False) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coroutine)
@@ -363,6 +365,26 @@ class Registry:
         if generation is not None and generation.task is not None:
             await asyncio.gather(generation.task, return_exceptions=True)
         await asyncio.gather(*self._saving, *self._extras, return_exceptions=True)
+
+    async def drain(self, grace: float, hurry: asyncio.Event) -> None:
+        """Refuse new turns, let the running replies go on for up to `grace` seconds (or
+        until `hurry` is set), then `shutdown`: what still runs is saved `interrupted` with
+        every delta sent so far."""
+        self.draining = True
+        replies = [g.task for g in self._running.values() if g.task is not None]
+        if replies:
+            logger.info(
+                "Draining: %d reply(ies) being written get up to %.0f s", len(replies), grace
+            )
+            all_done = asyncio.ensure_future(asyncio.wait(replies))
+            hurried = asyncio.ensure_future(hurry.wait())
+            await asyncio.wait({all_done, hurried}, timeout=grace, return_when="FIRST_COMPLETED")
+            for waiter in (all_done, hurried):
+                waiter.cancel()
+            left = sum(not task.done() for task in replies)
+            if left:
+                logger.info("Draining: %d reply(ies) saved as interrupted", left)
+        await self.shutdown()
 
     async def shutdown(self, timeout: float = 10.0) -> None:
         """Cancel every generation (saved as interrupted), the ticker and the listener.
@@ -460,6 +482,21 @@ registry = Registry()
 
 
 # --- Turn actions (the async side of services) -------------------------------------------
+def _refuse_while_draining(*, sent_again: bool = False) -> None:
+    """New turns are refused while the process drains; the page sends a refused message
+    again once it has reconnected (to this process restarted, or to another)."""
+    if not registry.draining:
+        return
+    if sent_again:
+        message = _(
+            "The server is restarting, so your message was not sent yet. "
+            "It will be sent when the page reconnects."
+        )
+    else:
+        message = _("The server is restarting. Try again in a moment.")
+    raise ServiceError("server_restarting", message)
+
+
 async def _launch(start: TurnStart) -> TurnStart:
     if start.plan is not None:
         registry.launch(start.plan)
@@ -469,6 +506,7 @@ async def _launch(start: TurnStart) -> TurnStart:
 async def send(
     user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
 ) -> TurnStart:
+    _refuse_while_draining(sent_again=True)
     with registry.titles.starting():
         start = await services.events.call(
             services.turns.start_turn, user, conversation, content, client_id
@@ -477,6 +515,7 @@ async def send(
 
 
 async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
+    _refuse_while_draining()
     with registry.titles.starting():
         start = await services.events.call(services.turns.regenerate, user, conversation)
     return await _launch(start)
@@ -485,6 +524,7 @@ async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> Turn
 async def edit(
     user: AbstractBaseUser, conversation: Conversation, message_id: Any, content: Any
 ) -> TurnStart:
+    _refuse_while_draining()
     with registry.titles.starting():
         start = await services.events.call(
             services.turns.edit_and_resend, user, conversation, message_id, content

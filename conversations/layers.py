@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 SWEEP_INTERVAL = 1.0
 
@@ -83,6 +85,14 @@ class LocalChannelLayer(InMemoryChannelLayer):
             except ChannelFull:
                 # At-most-once, like every channel layer: the client sees the seq gap.
                 pass
+
+
+def is_shared(alias: str = "default") -> bool:
+    """Whether the channel layer reaches other processes. On a single-process layer this
+    process is the only one serving (see `lifecycle.recover_at_start`)."""
+    backend = settings.CHANNEL_LAYERS[alias]["BACKEND"]
+    local = issubclass(import_string(backend), InMemoryChannelLayer)
+    return not local
 
 
 # --- Riding out a shared layer's outages ------------------------------------------------------

@@ -78,6 +78,7 @@ async def _fresh_async_state() -> AsyncIterator[None]:
     await layer.flush()
     yield
     await generation.registry.shutdown()
+    generation.registry.draining = False
     await upstream.close_clients()
     await layer.flush()
     channel_layers.backends.pop(DEFAULT_CHANNEL_LAYER, None)

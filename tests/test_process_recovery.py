@@ -1,14 +1,22 @@
-"""A Daphne process killed mid-reply (kill -9): the checkpointed text survives and the reply
-is marked interrupted by the next process, never left streaming."""
+"""A Daphne process killed mid-reply (kill -9) beside others on a shared layer: the
+checkpointed text survives and the reply is marked interrupted by the next process when
+its lease runs out, never left streaming. (Alone on the in-memory layer, the next process
+marks it at once: tests/test_lifecycle.py.)
+
+Runs when DATABASE_URL (PostgreSQL) and REDIS_URL are set, as `.ci/run`'s second pass does.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 
 import pytest
 from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import connection
 
 from conversations import services
 from conversations.demo.script import Script
@@ -16,7 +24,15 @@ from conversations.models import Message, SearchDocument
 from tests.conftest import give_key, session_cookie
 from tests.support.processes import FAST_LEASES, DaphneProcess, connect
 
-pytestmark = pytest.mark.django_db(transaction=True)
+SHARED = bool(settings.REDIS_URL) and connection.vendor == "postgresql"
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        not SHARED,
+        reason="needs PostgreSQL and Redis: set DATABASE_URL=postgres://... and REDIS_URL=redis://... "
+        "(.ci/run does, in its second pass)",
+    ),
+]
 
 db = database_sync_to_async
 
@@ -29,7 +45,8 @@ async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_
     cookie = await db(session_cookie)(alice)
     gateway.enqueue(Script(words=5000, token_delay=0.01))
 
-    first = await asyncio.to_thread(DaphneProcess(**FAST_LEASES).start)
+    shared = {**FAST_LEASES, "REDIS_URL": os.environ["REDIS_URL"]}
+    first = await asyncio.to_thread(DaphneProcess(**shared).start)
     try:
         ws = await connect(first, cookie, conversation.public_id)
         assert json.loads(await ws.recv())["type"] == "state"
@@ -53,7 +70,7 @@ async def test_kill_9_mid_reply_keeps_the_checkpoint_and_the_next_process_marks_
     checkpoint = reply.content
 
     await asyncio.sleep(1.2)  # the dead process's lease runs out
-    with DaphneProcess(**FAST_LEASES) as second:
+    with DaphneProcess(**shared) as second:
         ws = await connect(second, cookie, conversation.public_id)
         state = json.loads(await ws.recv())
         assert state == {"type": "state", "generation": None}

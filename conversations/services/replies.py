@@ -12,6 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -221,13 +222,38 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[Message]:
     The text saved at the last checkpoint is kept. Returns the replies marked; their `done`
     frames are broadcast after commit, built outside the database thread under `call`.
     """
-    now = timezone.now()
-    stale = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=now)
+    stale = Message.objects.filter(
+        status=Message.Status.STREAMING, lease_expires_at__lt=timezone.now()
+    )
     if conversation_id is not None:
         stale = stale.filter(conversation_id=conversation_id)
+    results = _mark_interrupted(stale, broadcast=True)
+    if results:
+        logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
+    return results
+
+
+def interrupt_orphans() -> list[Message]:
+    """At the start of the only process (the in-memory channel layer: no other process can
+    be writing a reply), mark every reply still `streaming` as `interrupted` at once,
+    instead of when its lease runs out: a page that reconnects after a restart must never
+    see a dead reply as being written. Nothing is broadcast: this process has no socket yet.
+    """
+    results = _mark_interrupted(
+        Message.objects.filter(status=Message.Status.STREAMING), broadcast=False
+    )
+    if results:
+        logger.info("Marked %d reply(ies) of the previous process as interrupted", len(results))
+    return results
+
+
+def _mark_interrupted(streaming: QuerySet[Message], *, broadcast: bool) -> list[Message]:
+    """Mark `streaming` replies `interrupted`, keeping their last checkpoint, and index
+    them as their own process would have at the end."""
+    now = timezone.now()
     results: list[Message] = []
     with transaction.atomic():
-        for message in stale.select_related("conversation"):
+        for message in streaming.select_related("conversation"):
             updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
                 status=Message.Status.INTERRUPTED,
                 error_code=REAPED,
@@ -238,28 +264,28 @@ def reap_stale_replies(*, conversation_id: int | None = None) -> list[Message]:
                 lease_expires_at=None,
                 updated_at=now,
             )
-            if updated:
-                message.refresh_from_db()
-                question = (
-                    Message.objects.filter(
-                        conversation_id=message.conversation_id,
-                        role=Message.Role.USER,
-                        id__lt=message.pk,
-                    )
-                    .order_by("-id")
-                    .first()
+            if not updated:
+                continue
+            message.refresh_from_db()
+            question = (
+                Message.objects.filter(
+                    conversation_id=message.conversation_id,
+                    role=Message.Role.USER,
+                    id__lt=message.pk,
                 )
-                # The conversation's title too: a first turn indexes it when its reply
-                # ends, which a dead process never did (an existing entry is kept).
-                search_index.index_new_messages(
-                    message.conversation.owner_id,
-                    [m for m in (message, question) if m],
-                    message.conversation.title,
-                )
-                results.append(message)
+                .order_by("-id")
+                .first()
+            )
+            # The conversation's title too: a first turn indexes it when its reply
+            # ends, which a dead process never did (an existing entry is kept).
+            search_index.index_new_messages(
+                message.conversation.owner_id,
+                [m for m in (message, question) if m],
+                message.conversation.title,
+            )
+            results.append(message)
+            if broadcast:
                 events.broadcast_done_on_commit(message.conversation.public_id, message)
-    if results:
-        logger.info("Marked %d reply(ies) of a stopped process as interrupted", len(results))
     return results
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -422,5 +423,44 @@ def test_the_page_rides_out_server_restarts_and_a_message_written_offline_goes_o
         expect(last_reply(page)).to_contain_text("offline demo model")
         expect(page.get_by_role("button", name="Send")).to_be_enabled()
         assert Message.objects.filter(role="user", content="Sent while offline").count() == 1
+    finally:
+        process.stop()
+
+
+def test_a_graceful_restart_keeps_the_reply_shown_and_the_page_comes_back_by_itself(
+    django_db_setup: None,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    # SIGTERM as systemd or Kubernetes sends it; a grace shorter than the reply.
+    process = DaphneProcess(CHAT_RATE_LIMIT_PER_MINUTE="0", CHAT_SHUTDOWN_GRACE="2")
+    process.start()
+    try:
+        context, _ = browser_context
+        page = open_new_chat(context, process, chatter)
+        connection = page.locator("#connection")
+        gateway.enqueue(Script(words=3000, token_delay=0.01))
+        send(page, "Write until the deploy")
+        expect(last_reply(page)).to_contain_text("w20")
+        process.process.send_signal(signal.SIGTERM)
+        # The reply goes on through the grace, then ends interrupted, as shown.
+        expect(last_reply(page)).to_have_attribute("data-status", "interrupted", timeout=15_000)
+        expect(connection).to_have_text("Server restarting, reconnecting…")
+        assert process.process.wait(20) == 0
+        reply = Message.objects.get(role="assistant", conversation__owner=chatter)
+        assert reply.status == "interrupted"
+        shown = last_reply(page).locator(".message__body").inner_text()
+        assert reply.content.split() == shown.split()
+        # Written while the server is away: sent once it is back.
+        send(page, "After the deploy")
+        question = page.locator('article[data-role="user"]').last
+        expect(question).to_have_attribute("data-status", re.compile("sending|waiting"))
+        process.start()
+        expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
+        expect(question).to_have_attribute("data-status", "complete")
+        expect(page.locator(ASSISTANT)).to_have_count(2)
+        expect(last_reply(page)).to_have_attribute("data-status", "complete")
+        assert Message.objects.filter(role="user", content="After the deploy").count() == 1
     finally:
         process.stop()

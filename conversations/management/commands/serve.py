@@ -1,11 +1,17 @@
 """Serve the app with Daphne; with no gateway key configured, start the offline demo gateway.
 
 `make run` calls this. Production runs `daphne chatsite.asgi:application` itself (docs/deploy.md).
+
+Daphne and the demo gateway run in sessions of their own, so a Ctrl-C in the terminal
+reaches this command only, which passes each SIGINT or SIGTERM on to Daphne once: the
+first drains it (conversations/lifecycle.py), a second stops it at once. The demo gateway
+is stopped after Daphne, so the replies of the drain can still finish.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from conversations import credentials, services
+from conversations import credentials
 from conversations.models import ApiCredential
 
 
@@ -33,7 +39,6 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        services.replies.reap_stale_replies()
         gateway: subprocess.Popen[bytes] | None = None
         env = os.environ.copy()
         configured = (
@@ -46,6 +51,7 @@ class Command(BaseCommand):
                 [sys.executable, "manage.py", "fakegateway", "--port", str(port)],
                 cwd=settings.BASE_DIR,
                 env=env,
+                start_new_session=True,
             )
             env["CHAT_DEMO_GATEWAY_URL"] = f"http://127.0.0.1:{port}"
             self._wait_for(port)
@@ -64,11 +70,19 @@ class Command(BaseCommand):
             str(options["port"]),
             "chatsite.asgi:application",
         ]
+        daphne = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, start_new_session=True)
+
+        def forward(signum: int, frame: Any) -> None:
+            daphne.send_signal(signum)
+
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            subprocess.run(command, cwd=settings.BASE_DIR, env=env, check=False)
-        except KeyboardInterrupt:
-            pass
+            daphne.wait()
         finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            if daphne.poll() is None:
+                daphne.kill()
             if gateway is not None:
                 gateway.terminate()
                 gateway.wait(5)

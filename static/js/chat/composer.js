@@ -119,6 +119,13 @@ export class Composer {
   refused(frame) {
     const pending = this.pending;
     if (!pending || (frame.client_id && frame.client_id !== pending.client_id)) return;
+    if (frame.code === "server_restarting") {
+      // The server is draining before a restart: the send stays pending and goes again,
+      // with the same client_id, once the page has reconnected (resendPending).
+      const article = this.messages.findSent(pending.client_id);
+      if (article) this.messages.setStatus(article, "waiting");
+      return;
+    }
     const article = this.messages.findSent(pending.client_id);
     if (article && !article.dataset.messageId) article.remove();
     // Text typed since is not overwritten.

@@ -8,6 +8,9 @@ const MIN_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 10000;
 const CLOSE_NOT_SIGNED_IN = 4401;
 const CLOSE_NOT_FOUND = 4404;
+// The server is restarting (a deploy): it drained, and another process, or this one
+// restarted, takes the page back.
+const CLOSE_SERVICE_RESTART = 1012;
 
 export class Connection {
   constructor({ conversationId, messagesUrl, onFrame, onMessages }) {
@@ -19,6 +22,7 @@ export class Connection {
     this.indicator = document.getElementById("connection");
     this.socket = null;
     this.backoff = MIN_BACKOFF_MS;
+    this.restarting = false; // closed with 1012: the server drains before a restart
   }
 
   connect() {
@@ -45,6 +49,9 @@ export class Connection {
       } else if (event.code === CLOSE_NOT_FOUND) {
         this.show("offline", gettext("Conversation not found"));
       } else {
+        // Until the server answers again, say why it went away, whatever the next failed
+        // attempts close with.
+        if (event.code === CLOSE_SERVICE_RESTART) this.restarting = true;
         this.reconnectLater();
       }
     });
@@ -53,6 +60,7 @@ export class Connection {
   // The server answered (its `state` frame): the next failure starts from the shortest wait.
   online() {
     this.backoff = MIN_BACKOFF_MS;
+    this.restarting = false;
     this.show("online", gettext("Connected"));
   }
 
@@ -75,7 +83,7 @@ export class Connection {
   }
 
   reconnectLater() {
-    this.show("offline", gettext("Reconnecting…"));
+    this.show("offline", this.restarting ? gettext("Server restarting, reconnecting…") : gettext("Reconnecting…"));
     // Jittered and doubling: the pages of a restarted server do not all return at once.
     const delay = this.backoff * (0.75 + Math.random() * 0.5);
     this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);

@@ -91,6 +91,8 @@ export class MessageList {
     const labels = {
       streaming: gettext("writing…"),
       sending: gettext("sending…"),
+      // Refused while the server restarts: sent again once the page reconnects.
+      waiting: gettext("waiting for the server…"),
       stopped: gettext("stopped"),
       error: gettext("failed"),
       interrupted: gettext("interrupted"),
