@@ -43,6 +43,9 @@ CLOSE_TRY_AGAIN = 1013
 # A socket relaying a streaming reply that has heard nothing of it for this long checks
 # the database: a `done` lost in a layer outage (or a dead owner) is then found there.
 FOLLOW_SILENCE_SECONDS = 10.0
+# How long a new socket retries getting its channel from the layer before it closes with
+# CLOSE_TRY_AGAIN: under Daphne's websocket_connect_timeout (5 s) for the handshake.
+NEW_CHANNEL_PATIENCE = 3.0
 # How long a socket waits for the process owning a reply to send its exact text.
 SNAPSHOT_WAIT_SECONDS = 1.0
 
@@ -146,7 +149,11 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self._local: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         sources: list[Receive] = [receive, self._local.get]
         try:
-            self.channel_name = await layers.retrying(self.channel_layer.new_channel, "a socket")
+            # Before the handshake is answered, so within Daphne's 5 s for it (the pub/sub
+            # layer subscribes the new channel in Redis); the page reconnects after 1013.
+            self.channel_name = await layers.retrying(
+                self.channel_layer.new_channel, "a socket", patience=NEW_CHANNEL_PATIENCE
+            )
         except layers.LayerUnavailable:
             self.channel_name = ""  # `connect` closes with CLOSE_TRY_AGAIN
         else:
@@ -184,6 +191,10 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
         self.user = user
         self.conversation = conversation
         self.budget = FrameBudget(settings.CHAT_WS_FRAMES_PER_SECOND, settings.CHAT_WS_FRAME_BURST)
+        # Accepted first: Daphne drops a handshake the app has not answered within 5 s
+        # (its websocket_connect_timeout), and joining may wait for Redis for longer; the
+        # page waits for `state` meanwhile.
+        await self.accept()
         # Join before the snapshot: every delta after it is queued for us, none is missed.
         group = services.events.group_name(conversation.public_id)
         try:
@@ -194,11 +205,9 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
                 "a socket",
             )
         except layers.LayerUnavailable:
-            await self.accept()
             await self.close(code=CLOSE_TRY_AGAIN)
             return
         self.group = group
-        await self.accept()
         lifecycle.sockets.add(self)
         generation.registry.ensure_ticker()
         snapshot = generation.registry.local_snapshot(conversation.public_id)

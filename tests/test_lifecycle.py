@@ -361,7 +361,9 @@ def test_at_start_only_streaming_replies_are_marked_interrupted(alice):
 
 
 def test_only_the_in_memory_layers_count_as_alone(settings):
-    assert not layers.is_shared()
+    for local in ("conversations.layers.LocalChannelLayer", "channels.layers.InMemoryChannelLayer"):
+        settings.CHANNEL_LAYERS = {"default": {"BACKEND": local}}
+        assert not layers.is_shared()
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {}}
     }

@@ -249,3 +249,26 @@ async def test_when_a_dies_the_tabs_on_b_see_the_reply_interrupted(alice, gatewa
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert reply.status == "interrupted" and reply.content == done["content"] != ""
     await on_b.close()
+
+
+async def test_a_socket_that_cannot_join_its_group_closes_with_1013(alice, gateway):
+    # On the wire, through Daphne's websocket library (which refuses 1013 unless told).
+    redis = RedisServer().start()
+    server = DaphneProcess(**FAST_LEASES, REDIS_URL=redis.url)
+    try:
+        await asyncio.to_thread(server.start)
+        conversation, cookie = await setup_chat(alice, gateway)
+        await asyncio.to_thread(redis.stop)
+        # The consumer retries joining for about layers.LAYER_PATIENCE (10 s), then accepts
+        # only to close with "try again later".
+        ws = await websockets.connect(
+            f"{server.ws_url}/ws/conversations/{conversation.public_id}/",
+            additional_headers={"Cookie": cookie.decode(), "Origin": server.http_url},
+            open_timeout=30,
+        )
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 30)
+        assert ws.close_code == 1013
+    finally:
+        server.kill()
+        redis.stop()
