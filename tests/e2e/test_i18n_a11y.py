@@ -23,6 +23,7 @@ from tests.conftest import give_key
 from tests.e2e import axe
 from tests.e2e.conftest import _context, _finish, new_chat, sign_in_with_cookie, signed_in_page
 from tests.support.processes import DaphneProcess
+from tests.support.turns import stored_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -374,26 +375,29 @@ def _conversation_with_everything(user: Any) -> Conversation:
     conversation = services.conversations.create_conversation(
         user, title="A conversation with everything"
     )
-    conversation.messages.create(role="user", content="Show me some code")
-    conversation.messages.create(
-        role="assistant",
-        model="hy3-preview",
-        thinking="They want an example. Python is a safe choice.",
-        content=(
-            "Here is **Python**, with `print`:\n\n```python\nfor i in range(3):\n"
-            '    print("hello", i)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
-            "> A quote, and a [link](https://example.com)."
-        ),
-        input_tokens=12,
-        output_tokens=40,
-    )
-    conversation.messages.create(role="user", content="And a second answer?")
-    conversation.messages.create(
-        role="assistant",
-        model="hy3-preview",
-        status=Message.Status.ERROR,
-        error_code="overloaded",
-        error_message="The model is overloaded right now. Try again in a minute.",
+    stored_thread(
+        conversation,
+        {"role": "user", "content": "Show me some code"},
+        {
+            "role": "assistant",
+            "model": "hy3-preview",
+            "thinking": "They want an example. Python is a safe choice.",
+            "content": (
+                "Here is **Python**, with `print`:\n\n```python\nfor i in range(3):\n"
+                '    print("hello", i)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
+                "> A quote, and a [link](https://example.com)."
+            ),
+            "input_tokens": 12,
+            "output_tokens": 40,
+        },
+        {"role": "user", "content": "And a second answer?"},
+        {
+            "role": "assistant",
+            "model": "hy3-preview",
+            "status": Message.Status.ERROR,
+            "error_code": "overloaded",
+            "error_message": "The model is overloaded right now. Try again in a minute.",
+        },
     )
     return conversation
 
