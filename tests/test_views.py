@@ -622,9 +622,14 @@ def test_the_chat_page_uses_a_constant_number_of_queries(alice):
     exchange(alice, conversation, "first", "reply")
     client.get(f"/c/{conversation.public_id}/")
     few, _ = count_queries(client, f"/c/{conversation.public_id}/")
-    Message.objects.bulk_create(
-        [Message(conversation=conversation, role="user", content=f"m{i}") for i in range(200)]
-    )
+    # 200 more on the shown thread, each following the one before.
+    conversation.refresh_from_db()
+    parent = conversation.shown_leaf
+    for i in range(200):
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role="user", content=f"m{i}"
+        )
+    Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=parent)
     many, page = count_queries(client, f"/c/{conversation.public_id}/")
     assert few == many
     # The stored messages (the page's <template> of messages to come follows them).
