@@ -17,6 +17,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ASSISTANT = 'article[data-role="assistant"]'
 USER = 'article[data-role="user"]'
+QUESTIONS = f"{USER} .message__body"
 
 
 def send(page: Page, text: str) -> None:
@@ -101,18 +102,18 @@ def test_regenerate_go_back_to_version_one_follow_up_edit_and_return(
     editor.fill("First question, edited")
     editor.press("Enter")
     settled(page, 1)
-    expect(page.locator(USER)).to_have_text(["First question, edited"])
+    expect(page.locator(QUESTIONS)).to_have_text(["First question, edited"])
     expect(page.locator(USER).first.locator(".versions__count")).to_have_text("2 / 2")
     expect(page.locator(ASSISTANT).last).to_contain_text("Answer to the edit")
     assert gateway.requests[-1].body["messages"] == [
         {"role": "user", "content": "First question, edited"}
     ]
-    expect(other.locator(USER)).to_have_text(["First question, edited"])
+    expect(other.locator(QUESTIONS)).to_have_text(["First question, edited"])
 
     # Back to the old branch: the thread that was below the first question then.
     page.locator(USER).first.get_by_role("button", name="Previous version").click()
-    expect(page.locator(USER)).to_have_text(["First question", "A follow-up"])
+    expect(page.locator(QUESTIONS)).to_have_text(["First question", "A follow-up"])
     expect(page.locator(ASSISTANT).first).to_contain_text("Answer one")
     expect(page.locator(ASSISTANT).last).to_contain_text("Answer to the follow-up")
-    expect(other.locator(USER)).to_have_text(["First question", "A follow-up"])
+    expect(other.locator(QUESTIONS)).to_have_text(["First question", "A follow-up"])
     expect(other.locator(f"{USER} .versions__count")).to_have_text(["1 / 2"])
