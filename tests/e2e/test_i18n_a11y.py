@@ -361,6 +361,8 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
         "Retry",
         "Message",
         "Regenerate",
+        "Edit",
+        "Next version",
         "Send",
         "Sign out",
         "English",
@@ -371,11 +373,12 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
 
 
 def _conversation_with_everything(user: Any) -> Conversation:
-    """A stored conversation with a reasoning block, code, a table and a failed reply."""
+    """A stored conversation with a reasoning block, code, a table, a failed reply, and a
+    reply with two versions (the first one shown)."""
     conversation = services.conversations.create_conversation(
         user, title="A conversation with everything"
     )
-    stored_thread(
+    question, reply, *_ = stored_thread(
         conversation,
         {"role": "user", "content": "Show me some code"},
         {
@@ -399,6 +402,11 @@ def _conversation_with_everything(user: Any) -> Conversation:
             "error_message": "The model is overloaded right now. Try again in a minute.",
         },
     )
+    # A newer version beside the first reply; the question remembers the older one shown.
+    conversation.messages.create(
+        parent=question, role="assistant", model="hy3-preview", content="Another answer."
+    )
+    Message.objects.filter(pk=question.pk).update(shown_child=reply)
     return conversation
 
 
