@@ -20,6 +20,22 @@ USER = 'article[data-role="user"]'
 QUESTIONS = f"{USER} .message__body"
 
 
+# What a Chinese input method does: composition events around the candidate text; the keys
+# that pick or drop a candidate arrive flagged as composing (keyCode 229), or, in some
+# browsers, flagged as nothing (the composition events alone must hold them).
+IME_KEYS = """(box) => {
+    box.dispatchEvent(new CompositionEvent("compositionstart", {data: ""}));
+    box.value = "nihao";
+    for (const key of ["Enter", "Escape"]) {
+        for (const init of [{key, keyCode: 229, isComposing: true}, {key}]) {
+            box.dispatchEvent(new KeyboardEvent("keydown", {...init, bubbles: true, cancelable: true}));
+        }
+    }
+    box.value = "你好";
+    box.dispatchEvent(new CompositionEvent("compositionend", {data: "你好"}));
+}"""
+
+
 def send(page: Page, text: str) -> None:
     page.get_by_role("textbox", name="Message").fill(text)
     page.get_by_role("button", name="Send").click()
@@ -99,6 +115,11 @@ def test_regenerate_go_back_to_version_one_follow_up_edit_and_return(
 
     first.get_by_role("button", name="Edit").click()
     editor = first.get_by_role("textbox", name="Edited text")
+    # An input method composing: its Enter (and Esc) belong to the candidate window.
+    editor.evaluate(IME_KEYS)
+    page.wait_for_timeout(300)
+    expect(editor).to_have_value("你好")
+    expect(page.locator(ASSISTANT)).to_have_count(2)
     editor.fill("First question, edited")
     editor.press("Enter")
     settled(page, 1)
