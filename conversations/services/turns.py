@@ -4,6 +4,7 @@ edit), the plan a generation runs from, and the history sent upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -302,7 +303,16 @@ def regenerate(
         shown = threads.broadcast_change(conversation, shape, before, after)
         events.broadcast_on_commit(conversation.public_id, _message_frame(shown[-1]))
         history = history_of(thread_rows(question_id))
-    return TurnStart(question, reply, _plan(conversation, reply, credential, history))
+    plan = _plan(conversation, reply, credential, history)
+    if (
+        question.parent_id is None
+        and not conversation.title_is_custom
+        and conversation.title == conversations.fallback_title(question.content)
+    ):
+        # A first reply again while the title is still the question's first words (its
+        # first reply failed, say): name the conversation after this one.
+        plan = dataclasses.replace(plan, name_after=True, question_text=question.content)
+    return TurnStart(question, reply, plan)
 
 
 def edit_and_resend(
@@ -341,8 +351,12 @@ def edit_and_resend(
         history = history_of(
             [*thread_rows(target.parent_id), (question.role, content, question.status, None)]
         )
+    # A new first question: the title follows the thread shown, unless the person chose it.
+    name_after = target.parent_id is None and not conversation.title_is_custom
     return TurnStart(
-        question, reply, _plan(conversation, reply, credential, history, question=question)
+        question,
+        reply,
+        _plan(conversation, reply, credential, history, question=question, name_after=name_after),
     )
 
 
