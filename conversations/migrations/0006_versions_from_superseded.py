@@ -55,7 +55,9 @@ def build_trees(apps: Any, schema_editor: Any) -> None:
 
 
 def mark_superseded(apps: Any, schema_editor: Any) -> None:
-    """Backwards: everything off the shown thread becomes a previous version again."""
+    """Backwards: everything off the shown thread becomes a previous version again (at
+    its last update). Nothing is deleted; but a list cannot say that an older version is
+    shown beside a newer one, so a tree does not survive a round trip exactly."""
     Conversation = apps.get_model("conversations", "Conversation")
     Message = apps.get_model("conversations", "Message")
     for conversation_id, leaf_id in Conversation.objects.values_list("pk", "shown_leaf_id"):
