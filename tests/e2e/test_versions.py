@@ -138,3 +138,36 @@ def test_regenerate_go_back_to_version_one_follow_up_edit_and_return(
     expect(page.locator(ASSISTANT).last).to_contain_text("Answer to the follow-up")
     expect(other.locator(QUESTIONS)).to_have_text(["First question", "A follow-up"])
     expect(other.locator(f"{USER} .versions__count")).to_have_text(["1 / 2"])
+
+
+def test_a_reply_written_on_a_thread_switched_away_from_goes_on_and_is_there_after(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    page = open_new_chat(context, server, chatter)
+    gateway.enqueue(Script(text="Answer one"), Script(words=300, token_delay=0.01))
+    send(page, "First question")
+    settled(page, 1)
+    reply = page.locator(ASSISTANT).last
+    reply.get_by_role("button", name="Regenerate").click()
+    expect(reply).to_contain_text("w5")
+
+    reply.get_by_role("button", name="Previous version").click()
+    expect(reply.locator(".versions__count")).to_have_text("1 / 2")
+    expect(reply).to_contain_text("Answer one")
+    # Still being written, elsewhere: Stop stays, Send waits, as for any reply.
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_disabled()
+    expect(page.get_by_role("button", name="Stop")).to_be_hidden(timeout=20_000)
+    expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(reply).to_have_attribute("data-status", "complete")
+
+    reply.get_by_role("button", name="Next version").click()
+    expect(reply.locator(".versions__count")).to_have_text("2 / 2")
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator(".message__body")).to_have_text(
+        " ".join(f"w{i}" for i in range(1, 301))
+    )
