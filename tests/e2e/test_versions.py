@@ -168,6 +168,4 @@ def test_a_reply_written_on_a_thread_switched_away_from_goes_on_and_is_there_aft
     reply.get_by_role("button", name="Next version").click()
     expect(reply.locator(".versions__count")).to_have_text("2 / 2")
     expect(reply).to_have_attribute("data-status", "complete")
-    expect(reply.locator(".message__body")).to_have_text(
-        " ".join(f"w{i}" for i in range(1, 301))
-    )
+    expect(reply.locator(".message__body")).to_have_text(" ".join(f"w{i}" for i in range(1, 301)))
