@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from conversations.models import Message
 from conversations.rendering import render_markdown
 
+if TYPE_CHECKING:
+    from conversations.tree import Shown
 
-def message(msg: Message) -> dict[str, Any]:
+
+def message(
+    msg: Message, *, parent_id: UUID | None = None, version: int = 1, versions: int = 1
+) -> dict[str, Any]:
+    """A message was stored. `version` counts from 1 among the messages with the same parent
+    and role; `versions` is how many there are."""
+    return {"type": "message", "message": _message(msg, parent_id, version, versions)}
+
+
+def _message(msg: Message, parent_id: UUID | None, version: int, versions: int) -> dict[str, Any]:
     return {
-        "type": "message",
-        "message": {
-            "id": str(msg.public_id),
-            "role": msg.role,
-            "content": msg.content,
-            "status": msg.status,
-            "client_id": msg.client_id or None,
-        },
+        "id": str(msg.public_id),
+        "role": msg.role,
+        "content": msg.content,
+        "status": msg.status,
+        "client_id": msg.client_id or None,
+        "parent_id": str(parent_id) if parent_id is not None else None,
+        "version": version,
+        "versions": versions,
+    }
+
+
+def thread(shown: list[Shown]) -> dict[str, Any]:
+    """The shown thread changed (switch, regenerate, edit): all of it, root first."""
+    return {
+        "type": "thread",
+        "messages": [_message(s.message, s.parent_id, s.version, s.versions) for s in shown],
     }
 
 
@@ -76,5 +95,6 @@ def conversation(conv: Any) -> dict[str, Any]:
 
 
 def superseded(message_ids: list[UUID]) -> dict[str, Any]:
-    """Messages replaced by a regenerate or an edit (kept as previous versions)."""
+    """Messages a regenerate or an edit took off the shown thread (kept as versions). For
+    clients older than the `thread` frame, which say the same and more."""
     return {"type": "superseded", "message_ids": [str(m) for m in message_ids]}
