@@ -18,6 +18,7 @@ export class Versions {
     this.editTemplate = document.getElementById("edit-template");
     // After a switch from this page: the button to focus again once the thread is shown.
     this.refocus = null;
+    this.queued = null; // a Previous/Next pressed while the last switch was on its way
     // The question being saved from the editor (kept open until the thread changes).
     this.saving = null;
     messages.log.addEventListener("click", (event) => this.onClick(event));
@@ -45,8 +46,14 @@ export class Versions {
     const article = button.closest("article");
     const id = article && article.dataset.messageId;
     if (button.dataset.switch) {
+      if (this.refocus) {
+        // Pressed again before the last switch is shown (its button is about to be
+        // replaced): taken once the thread is shown, from the version it moved to.
+        this.queued = button.dataset.direction;
+        return;
+      }
       this.refocus = { id: button.dataset.switch, direction: button.dataset.direction };
-      this.send({ type: "switch", message_id: button.dataset.switch });
+      if (!this.send({ type: "switch", message_id: button.dataset.switch })) this.refocus = null;
     } else if ("edit" in button.dataset && id) {
       this.openEditor(article);
     } else if ("regenerate" in button.dataset && id) {
@@ -74,6 +81,9 @@ export class Versions {
     const same = buttons.find((b) => b.dataset.direction === wanted.direction && !b.disabled);
     const target = same || buttons.find((b) => !b.disabled);
     if (target) target.focus();
+    const queued = this.queued;
+    this.queued = null;
+    if (queued && same && same.dataset.direction === queued) same.click();
   }
 
   openEditor(article) {
