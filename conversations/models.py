@@ -9,8 +9,11 @@ import uuid
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -191,10 +194,26 @@ class ApiCredential(models.Model):
         return models_
 
 
+class AttachmentStorage(LazyObject):
+    """The `attachments` storage of settings.STORAGES: the file system under MEDIA_ROOT by
+    default, an S3-compatible store when configured. Looked up when first used, and again
+    after STORAGES changes (as Django's `default_storage`), not when models load."""
+
+    def _setup(self) -> None:
+        self._wrapped = storages["attachments"]
+
+
+attachments_store = AttachmentStorage()
+
+
+@receiver(setting_changed, dispatch_uid="attachments-store")
+def _storages_changed(setting: str, **kwargs: object) -> None:
+    if setting in ("STORAGES", "MEDIA_ROOT"):
+        attachments_store._wrapped = empty
+
+
 def attachment_storage() -> Storage:
-    """The file system under MEDIA_ROOT by default, an S3-compatible store when configured
-    (settings `STORAGES["attachments"]`)."""
-    return storages["attachments"]
+    return attachments_store  # type: ignore[return-value]
 
 
 def attachment_path(instance: "Attachment", filename: str) -> str:
