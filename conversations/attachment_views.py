@@ -6,38 +6,15 @@ a 403), call `services.attachments`, answer.
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from conversations import services
+from conversations import frames, services
 from conversations.models import Attachment
-
-
-def describe(attachment: Attachment) -> dict[str, Any]:
-    """An attachment as the upload answer, the frames and the export JSON give it."""
-    return {
-        "id": str(attachment.public_id),
-        "name": attachment.name,
-        "media_type": attachment.media_type,
-        "size": attachment.size,
-        "url": url(attachment),
-    }
-
-
-def url(attachment: Attachment) -> str:
-    return reverse(
-        "attachment",
-        kwargs={
-            "public_id": attachment.conversation.public_id,
-            "attachment_id": attachment.public_id,
-        },
-    )
 
 
 def _refusal(code: str, message: str, status: int = 400) -> JsonResponse:
@@ -57,8 +34,7 @@ def upload(request: HttpRequest, public_id: UUID) -> HttpResponse:
         attachment = services.attachments.upload(request.user, conversation, uploaded)
     except services.ServiceError as exc:
         return _refusal(exc.code, exc.message)
-    attachment.conversation = conversation
-    return JsonResponse(describe(attachment), status=201)
+    return JsonResponse(frames.attachment(attachment, conversation.public_id), status=201)
 
 
 @require_GET

@@ -278,3 +278,21 @@ def blocks(
 def _base64_block(kind: str, media_type: str, data: bytes) -> dict[str, Any]:
     encoded = base64.standard_b64encode(data).decode("ascii")
     return {"type": kind, "source": {"type": "base64", "media_type": media_type, "data": encoded}}
+
+
+def expand(
+    history: list[dict[str, Any]], read: Any, *, images: bool, pdfs: bool
+) -> list[dict[str, Any]]:
+    """The history as the Messages API takes it: a message that carries `attachments` gets
+    their blocks, then its typed text last. Reads stored files: run it off the event loop."""
+    out: list[dict[str, Any]] = []
+    for message in history:
+        attached = message.get("attachments")
+        if not attached:
+            out.append(message)
+            continue
+        content = blocks(attached, read, images=images, pdfs=pdfs)
+        if message["content"].strip():
+            content.append({"type": "text", "text": message["content"]})
+        out.append({"role": message["role"], "content": content})
+    return out

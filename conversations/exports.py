@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from django.utils.translation import gettext as _
 
-from conversations.models import Conversation, Message
+from conversations.attachments import size
+from conversations.models import Attachment, Conversation, Message
 
 
 def _iso(value: Any) -> str | None:
@@ -17,9 +19,19 @@ def messages_for_export(conversation: Conversation) -> list[Message]:
     return list(conversation.messages.order_by("id"))
 
 
+def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
+    by_message: dict[int, list[Attachment]] = defaultdict(list)
+    ids = [m.pk for m in messages if m.role == Message.Role.USER]
+    for attachment in Attachment.objects.filter(message_id__in=ids).order_by("id"):
+        by_message[attachment.message_id].append(attachment)
+    return by_message
+
+
 def as_json(conversation: Conversation) -> dict[str, Any]:
     """The active thread in `messages`; replies replaced by regenerate or edit stay in it,
     marked with `superseded_at`, so nothing the model produced is missing from an export."""
+    messages = messages_for_export(conversation)
+    files = _attachments(messages)
     return {
         "conversation": {
             "id": str(conversation.public_id),
@@ -47,8 +59,17 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
                 if m.error_code
                 else None,
                 "superseded_at": _iso(m.superseded_at),
+                "attachments": [
+                    {
+                        "id": str(a.public_id),
+                        "name": a.name,
+                        "media_type": a.media_type,
+                        "size": a.size,
+                    }
+                    for a in files.get(m.pk, [])
+                ],
             }
-            for m in messages_for_export(conversation)
+            for m in messages
         ],
     }
 
@@ -61,7 +82,9 @@ def as_markdown(conversation: Conversation) -> str:
             *[f"> {line}" for line in conversation.system_prompt.splitlines()],
             "",
         ]
-    for m in messages_for_export(conversation):
+    messages = messages_for_export(conversation)
+    files = _attachments(messages)
+    for m in messages:
         who = (
             _("You")
             if m.role == Message.Role.USER
@@ -81,6 +104,17 @@ def as_markdown(conversation: Conversation) -> str:
             m.content or "_({})_".format(_("empty")),
             "",
         ]
+        attached = files.get(m.pk, [])
+        if attached:
+            lines += [
+                *[
+                    "- "
+                    + _("Attached: %(name)s (%(media_type)s, %(size)s)")
+                    % {"name": a.name, "media_type": a.media_type, "size": size(a.size)}
+                    for a in attached
+                ],
+                "",
+            ]
         if m.error_code:
             lines += [
                 "> "

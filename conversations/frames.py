@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from conversations.models import Message
+from django.urls import reverse
+
+from conversations.models import Attachment, Message
 from conversations.rendering import render_markdown
 
 
-def message(msg: Message) -> dict[str, Any]:
+def message(msg: Message, attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A stored message; `attachments` as `attachment` describes them (none by default)."""
     return {
         "type": "message",
         "message": {
@@ -18,7 +21,22 @@ def message(msg: Message) -> dict[str, Any]:
             "content": msg.content,
             "status": msg.status,
             "client_id": msg.client_id or None,
+            "attachments": attachments or [],
         },
+    }
+
+
+def attachment(item: Attachment, conversation_public_id: UUID | str) -> dict[str, Any]:
+    """An attachment as the upload answer, the `message` frame and the export JSON give it."""
+    return {
+        "id": str(item.public_id),
+        "name": item.name,
+        "media_type": item.media_type,
+        "size": item.size,
+        "url": reverse(
+            "attachment",
+            kwargs={"public_id": conversation_public_id, "attachment_id": item.public_id},
+        ),
     }
 
 

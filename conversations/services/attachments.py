@@ -151,6 +151,20 @@ def of_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
     return by_message
 
 
+def of_thread(conversation_id: int, up_to_message_id: int) -> dict[int, list[files.Sendable]]:
+    """What the history of a reply carries of attachments: the sent attachments of the
+    conversation's messages before it, by message id (one query; none in most chats)."""
+    by_message: dict[int, list[files.Sendable]] = defaultdict(list)
+    sent = Attachment.objects.filter(
+        conversation_id=conversation_id,
+        message_id__isnull=False,
+        message_id__lt=up_to_message_id,
+    ).order_by("id")
+    for attachment in sent:
+        by_message[attachment.message_id].append(sendable(attachment))
+    return by_message
+
+
 def sendable(attachment: Attachment) -> files.Sendable:
     return files.Sendable(
         kind=attachment.kind,

@@ -21,6 +21,7 @@ from conversations.credentials import GatewayCredential
 from conversations.models import ApiCredential, Conversation, Message
 from conversations.services import (
     ServiceError,
+    attachments,
     conversations,
     credentials,
     events,
@@ -66,13 +67,13 @@ class TurnStart:
     plan: TurnPlan | None  # None: an idempotent resend of a turn already stored
 
 
-def validate_content(content: Any) -> str:
+def validate_content(content: Any, *, allow_empty: bool = False) -> str:
     """The text of a message a person sends, cleaned (`conversations.text`: NUL removed,
     lone surrogates replaced), or a ServiceError saying why it cannot be sent."""
     if not isinstance(content, str):
         raise ServiceError("invalid_content", _("A message must be text."))
     content = clean(content)
-    if not content.strip():
+    if not content.strip() and not allow_empty:
         raise ServiceError("empty_message", _("Type a message before sending."))
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
@@ -109,7 +110,9 @@ def _plan(
         temperature=conversation.temperature,
         top_p=conversation.top_p,
         max_tokens=conversation.max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS,
-        history=load_history(conversation.pk, reply.pk),
+        history=load_history(
+            conversation.pk, reply.pk, attachments.of_thread(conversation.pk, reply.pk)
+        ),
     )
 
 
@@ -168,15 +171,21 @@ def _insert_turn(
 
 
 def start_turn(
-    user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    content: Any,
+    client_id: str = "",
+    attachment_ids: tuple[str, ...] | list[str] = (),
 ) -> TurnStart:
     """Store the user's message and the assistant placeholder in one transaction.
 
     A resend of a stored `client_id` answers with the stored message and starts nothing.
     The limits and the model are checked after the INSERT, inside the transaction: a resend
-    is neither counted nor refused, and a refused turn rolls back and stores nothing.
+    is neither counted nor refused, and a refused turn rolls back and stores nothing. With
+    attachments (uploaded for this conversation, not yet sent) the text may be empty.
     """
-    content = validate_content(content)
+    ids = attachments.validate_ids(list(attachment_ids))
+    content = validate_content(content, allow_empty=bool(ids))
     credential = credentials.of_user(user)
     try:
         with transaction.atomic():
@@ -189,6 +198,7 @@ def start_turn(
                 client_id=client_id,
             )
             reply = _insert_turn(conversation, credential, question)
+            files = attachments.link(conversation, ids, question.pk)
             credentials.within_limits(user, credential)
             credentials.check_model(conversation, credential)
             changes: dict[str, Any] = {"updated_at": timezone.now()}
@@ -204,7 +214,8 @@ def start_turn(
                     conversation.public_id, frames.conversation(conversation)
                 )
             conversations.update_row(conversation.pk, **changes)
-            events.broadcast_on_commit(conversation.public_id, frames.message(question))
+            described = [frames.attachment(f, conversation.public_id) for f in files]
+            events.broadcast_on_commit(conversation.public_id, frames.message(question, described))
             events.broadcast_on_commit(conversation.public_id, frames.message(reply))
             plan = _plan(
                 conversation,
@@ -287,11 +298,18 @@ def edit_and_resend(
     return TurnStart(question, reply, _plan(conversation, reply, credential, question=question))
 
 
-def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, Any]]:
+def load_history(
+    conversation_id: int,
+    up_to_message_id: int,
+    files: dict[int, list[Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The Messages API `messages` list for a reply, from one query over the active thread.
 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
     never resent, and consecutive messages of one role are merged so roles alternate.
+    `files` (message id to its attachments, `services.attachments.of_thread`) adds an
+    `attachments` list to the messages that carry some; the generation turns them into
+    content blocks (`conversations.attachments.expand`).
     """
     db = rows.database()
     role_, content_, status_, id_, conversation_, superseded_ = (
@@ -301,20 +319,26 @@ def load_history(conversation_id: int, up_to_message_id: int) -> list[dict[str, 
     stored = rows.all_values(
         db,
         # Hand-written: every turn reads it (see `conversations.rows`).
-        f"SELECT {role_}, {content_}, {status_} FROM {rows.table(db, Message)} "
+        f"SELECT {role_}, {content_}, {status_}, {id_} FROM {rows.table(db, Message)} "
         f"WHERE {conversation_} = %s AND {superseded_} IS NULL AND {id_} < %s ORDER BY {id_}",
         [conversation_id, up_to_message_id],
     )
     history: list[dict[str, Any]] = []
-    for role, content, status in stored:
+    for role, content, status, message_id in stored:
         if role == Message.Role.ASSISTANT and (
             status == Message.Status.ERROR or not content.strip()
         ):
             continue
+        attached = files.get(message_id) if files else None
         if history and history[-1]["role"] == role:
-            history[-1]["content"] += "\n\n" + content
+            if content:
+                history[-1]["content"] += ("\n\n" if history[-1]["content"] else "") + content
+            if attached:
+                history[-1].setdefault("attachments", []).extend(attached)
         else:
             history.append({"role": role, "content": content})
+            if attached:
+                history[-1]["attachments"] = list(attached)
     # The API wants the first message from the user.
     while history and history[0]["role"] != Message.Role.USER:
         history.pop(0)
