@@ -8,6 +8,7 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from conversations import credentials, exports, listing, search, services
 from conversations.crypto import DecryptionError
 from conversations.forms import ConversationSettingsForm, RenameForm, SearchForm
-from conversations.models import Conversation, Message
+from conversations.models import Attachment, Conversation, Message
 
 
 def _own(request: HttpRequest, public_id: UUID) -> Conversation:
@@ -37,6 +38,10 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
         "has_key": credential is not None,
         "is_demo": bool(credential and credential.is_demo),
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        # Attach offers images only where the person's models take them.
+        "takes_images": credential is None or credential.vision,
+        "max_file_bytes": settings.CHAT_ATTACHMENT_MAX_BYTES,
+        "max_files": settings.CHAT_ATTACHMENTS_PER_MESSAGE,
     }
 
 
@@ -77,7 +82,13 @@ def messages_fragment(request: HttpRequest, public_id: UUID) -> HttpResponse:
 
 
 def _active_messages(conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.filter(superseded_at=None).order_by("id"))
+    # Attachments in one more query, with the conversation their URL names.
+    files = Prefetch(
+        "attachments", queryset=Attachment.objects.select_related("conversation").order_by("id")
+    )
+    return list(
+        conversation.messages.filter(superseded_at=None).order_by("id").prefetch_related(files)
+    )
 
 
 @require_GET
