@@ -22,7 +22,7 @@ def messages_for_export(conversation: Conversation) -> list[Message]:
 def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
     by_message: dict[int, list[Attachment]] = defaultdict(list)
     ids = [m.pk for m in messages if m.role == Message.Role.USER]
-    for attachment in Attachment.objects.filter(message_id__in=ids).order_by("id"):
+    for attachment in Attachment.objects.filter(message_id__in=ids).order_by("position", "id"):
         by_message[attachment.message_id].append(attachment)
     return by_message
 

@@ -251,6 +251,8 @@ class Attachment(models.Model):
         related_name="attachments",
         verbose_name=_("message"),
     )
+    # Its place among the files of its message: the order they were attached in `send`.
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
     name = models.CharField(_("name"), max_length=200)
     kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
     media_type = models.CharField(_("media type"), max_length=100)

@@ -84,7 +84,8 @@ def messages_fragment(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def _active_messages(conversation: Conversation) -> list[Message]:
     # Attachments in one more query, with the conversation their URL names.
     files = Prefetch(
-        "attachments", queryset=Attachment.objects.select_related("conversation").order_by("id")
+        "attachments",
+        queryset=Attachment.objects.select_related("conversation").order_by("position", "id"),
     )
     return list(
         conversation.messages.filter(superseded_at=None).order_by("id").prefetch_related(files)

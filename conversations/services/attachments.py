@@ -135,10 +135,11 @@ def link(conversation: Conversation, ids: list[str], message_id: int) -> list[At
             "attachment_not_found",
             _("An attached file was not found. Attach it again."),
         )
-    Attachment.objects.filter(pk__in=[a.pk for a in found.values()]).update(message_id=message_id)
     ordered = [found[i] for i in ids]
-    for attachment in ordered:
+    for position, attachment in enumerate(ordered):
         attachment.message_id = message_id
+        attachment.position = position
+    Attachment.objects.bulk_update(ordered, ["message", "position"])
     return ordered
 
 
@@ -146,7 +147,9 @@ def of_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
     """The attachments of these messages, in the order they were uploaded: one query."""
     by_message: dict[int, list[Attachment]] = defaultdict(list)
     if message_ids:
-        for attachment in Attachment.objects.filter(message_id__in=message_ids).order_by("id"):
+        for attachment in Attachment.objects.filter(message_id__in=message_ids).order_by(
+            "position", "id"
+        ):
             by_message[attachment.message_id].append(attachment)
     return by_message
 
@@ -159,7 +162,7 @@ def of_thread(conversation_id: int, up_to_message_id: int) -> dict[int, list[fil
         conversation_id=conversation_id,
         message_id__isnull=False,
         message_id__lt=up_to_message_id,
-    ).order_by("id")
+    ).order_by("position", "id")
     for attachment in sent:
         by_message[attachment.message_id].append(sendable(attachment))
     return by_message

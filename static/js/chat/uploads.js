@@ -8,15 +8,16 @@ import { showNotice } from "./notice.js";
 
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
+// Plain concatenation: xgettext (`make messages`) loses its way in nested template literals.
 export function formatSize(bytes) {
   const units = [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]];
   for (const [unit, scale] of units) {
     if (bytes >= scale) {
       const value = bytes / scale;
-      return `${value >= 10 ? value.toFixed(0) : value.toFixed(1)} ${unit}`;
+      return (value >= 10 ? value.toFixed(0) : value.toFixed(1)) + " " + unit;
     }
   }
-  return `${bytes} B`;
+  return bytes + " B";
 }
 
 export class Uploads {
