@@ -8,13 +8,18 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from conversations import frames, services
+from conversations.attachments import size
 from conversations.models import Attachment
+
+# Room for the multipart envelope (boundaries, headers, the CSRF field) around the file.
+MULTIPART_OVERHEAD = 64 * 1024
 
 
 def _refusal(code: str, message: str, status: int = 400) -> JsonResponse:
@@ -27,6 +32,17 @@ def upload(request: HttpRequest, public_id: UUID) -> HttpResponse:
     conversation = services.conversations.get_conversation(request.user, public_id)
     if conversation is None:
         return _refusal("not_found", _("No such conversation."), status=404)
+    limit = settings.CHAT_ATTACHMENT_MAX_BYTES
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit + MULTIPART_OVERHEAD:
+        # Refused before the body is read: a huge upload costs neither disk nor memory.
+        return _refusal(
+            "file_too_large",
+            _("The file is larger than %(limit)s.") % {"limit": size(limit)},
+        )
     uploaded = request.FILES.get("file")
     if uploaded is None:
         return _refusal("missing_file", _("Choose a file to attach."))

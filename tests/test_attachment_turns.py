@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
 
 from conversations import services
+from conversations.demo.script import Script
 from conversations.models import ApiCredential, Attachment, Message
 from tests.conftest import frames_until, receive, signed_in
 from tests.support import files
@@ -170,3 +171,19 @@ async def test_the_export_lists_the_attachments(alice, gateway):
     ]
     markdown = (await db(client.get)(f"/c/{conversation.public_id}/export.md")).content.decode()
     assert "notes.md (text/markdown, 8 B)" in markdown
+
+
+async def test_a_gateway_that_refuses_an_attachment_is_explained(alice, gateway):
+    conversation, sock = await chat(alice, gateway)
+    gateway.enqueue(
+        Script(
+            status=400,
+            error_message="messages.0.content.0.image.source.base64: image exceeds 5 MB maximum",
+        )
+    )
+    ids = [await attach(alice, conversation, "chart.png", files.png())]
+    await sock.send_json_to({"type": "send", "content": "look", "attachments": ids})
+    done = (await frames_until(sock, "done"))[-1]
+    assert done["status"] == "error"
+    assert done["error"]["code"] == "attachment_refused"
+    assert "image exceeds 5 MB maximum" in done["error"]["message"]

@@ -218,3 +218,14 @@ def django_capture_on_commit() -> Any:
     from django.test import TestCase
 
     return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def test_an_upload_declared_too_large_is_refused_before_it_is_read(alice, conversation, settings):
+    settings.CHAT_ATTACHMENT_MAX_BYTES = 1000
+    response = signed_in(alice).post(
+        f"/c/{conversation.public_id}/attachments/",
+        {"file": SimpleUploadedFile("big.txt", b"x" * 200_000)},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "file_too_large"
+    assert Attachment.objects.count() == 0

@@ -30,6 +30,7 @@ class Script:
     thinking: str = ""  # streamed first, as a `thinking` block
     unknown_block: bool = False  # an extra block of a type no client knows
     status: int = 200  # an HTTP error status with an Anthropic-style JSON error body
+    error_message: str = ""  # that body's message (default: "Fake gateway error <status>")
     retry_after: str | None = None
     json_error_200: bool = False  # status 200 with a JSON error body (seen on CloudBase)
     headers_delay: float = 0.0  # silence before the response headers
