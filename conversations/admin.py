@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from conversations import attachments as attachment_files
-from conversations import services, usage
+from conversations import services, tree, usage
 from conversations.models import (
     ApiCredential,
     Attachment,
@@ -188,10 +188,17 @@ def _messages_go_with_their_conversation(
 
 
 class MessageInline(admin.TabularInline):
+    """Every version of every message, oldest first: where each one hangs in the tree of
+    versions (its parent, its place among its versions), and which are shown."""
+
     model = Message
     extra = 0
     can_delete = False
     fields = [
+        "short_id",
+        "parent_short_id",
+        "version",
+        "shown",
         "role",
         "status",
         "short_content",
@@ -207,6 +214,35 @@ class MessageInline(admin.TabularInline):
     def short_content(self, obj: Message) -> str:
         return obj.content[:120]
 
+    def _tree(self, obj: Message) -> tuple[tree.Tree, set[int]]:
+        # Read once per conversation page (the inline is made afresh for each request).
+        cached = getattr(self, "_shape", None)
+        if cached is None or cached[0] != obj.conversation_id:
+            shape = tree.load(obj.conversation_id)
+            leaf = Conversation.objects.filter(pk=obj.conversation_id).values_list(
+                "shown_leaf_id", flat=True
+            )[0]
+            cached = self._shape = (obj.conversation_id, shape, set(shape.path(leaf)))
+        return cached[1], cached[2]
+
+    @admin.display(description=_("id"))
+    def short_id(self, obj: Message) -> str:
+        return str(obj.public_id)[:8]
+
+    @admin.display(description=_("parent"))
+    def parent_short_id(self, obj: Message) -> str:
+        shape, _shown = self._tree(obj)
+        return str(shape.nodes[obj.parent_id].public_id)[:8] if obj.parent_id else "—"
+
+    @admin.display(description=_("version"))
+    def version(self, obj: Message) -> str:
+        versions = self._tree(obj)[0].versions(obj.pk)
+        return f"{versions.index(obj.pk) + 1} / {len(versions)}"
+
+    @admin.display(description=_("shown"), boolean=True)
+    def shown(self, obj: Message) -> bool:
+        return obj.pk in self._tree(obj)[1]
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
@@ -218,7 +254,16 @@ class ConversationAdmin(admin.ModelAdmin):
     search_fields = ["title", "owner__username"]
     # Titles are the owner's (renamed in the app, which keeps the search index in step);
     # the admin sees them and may change a conversation's model settings.
-    readonly_fields = ["public_id", "owner", "title", "title_is_custom", "created_at", "updated_at"]
+    readonly_fields = [
+        "public_id",
+        "owner",
+        "title",
+        "title_is_custom",
+        # Which thread the owner's page shows: theirs to switch, in the chat.
+        "shown_leaf",
+        "created_at",
+        "updated_at",
+    ]
     inlines = [MessageInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -345,13 +345,21 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
             )
             if start.plan is None:
                 # A resend of a stored message: tell this socket, start nothing.
-                await self.send_json(frames.message(start.user_message))
+                parent = start.user_message.parent
+                await self.send_json(
+                    frames.message(
+                        start.user_message, parent_id=parent.public_id if parent else None
+                    )
+                )
         elif isinstance(frame, protocol.Stop):
             await generation.stop(self.conversation)
         elif isinstance(frame, protocol.Regenerate):
-            await generation.regenerate(self.user, self.conversation)
+            await generation.regenerate(self.user, self.conversation, frame.message_id)
         elif isinstance(frame, protocol.Edit):
             await generation.edit(self.user, self.conversation, frame.message_id, frame.content)
+        elif isinstance(frame, protocol.Switch):
+            # Only what the pages show changes: nothing to generate.
+            await services.events.call(services.threads.switch, self.conversation, frame.message_id)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels (4.2+) makes a round trip to the database thread before every handler to

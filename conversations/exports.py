@@ -7,16 +7,13 @@ from typing import Any
 
 from django.utils.translation import gettext as _
 
+from conversations import tree
 from conversations.attachments import size
 from conversations.models import Attachment, Conversation, Message
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def messages_for_export(conversation: Conversation) -> list[Message]:
-    return list(conversation.messages.order_by("id"))
 
 
 def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
@@ -28,9 +25,10 @@ def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
 
 
 def as_json(conversation: Conversation) -> dict[str, Any]:
-    """The active thread in `messages`; replies replaced by regenerate or edit stay in it,
-    marked with `superseded_at`, so nothing the model produced is missing from an export."""
-    messages = messages_for_export(conversation)
+    """Every version of every message, oldest first, each with its `parent_id` and whether
+    it is on the shown thread (`active`): nothing the model produced is missing."""
+    messages, shown = tree.every_version(conversation)
+    public_ids = {m.pk: m.public_id for m in messages}
     files = _attachments(messages)
     return {
         "conversation": {
@@ -58,7 +56,8 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
                 "error": {"code": m.error_code, "message": m.error_message}
                 if m.error_code
                 else None,
-                "superseded_at": _iso(m.superseded_at),
+                "parent_id": str(public_ids[m.parent_id]) if m.parent_id else None,
+                "active": m.pk in shown,
                 "attachments": [
                     {
                         "id": str(a.public_id),
@@ -75,6 +74,7 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
 
 
 def as_markdown(conversation: Conversation) -> str:
+    """The shown thread, for people (the JSON export has every version)."""
     lines = [f"# {conversation.display_title}", ""]
     if conversation.system_prompt:
         lines += [
@@ -82,9 +82,10 @@ def as_markdown(conversation: Conversation) -> str:
             *[f"> {line}" for line in conversation.system_prompt.splitlines()],
             "",
         ]
-    messages = messages_for_export(conversation)
-    files = _attachments(messages)
-    for m in messages:
+    thread = tree.shown_thread(conversation)
+    files = _attachments([shown.message for shown in thread])
+    for shown in thread:
+        m = shown.message
         who = (
             _("You")
             if m.role == Message.Role.USER
@@ -95,8 +96,11 @@ def as_markdown(conversation: Conversation) -> str:
         notes = []
         if m.status != Message.Status.COMPLETE:
             notes.append(str(m.get_status_display()))
-        if m.superseded_at:
-            notes.append(_("previous version"))
+        if shown.versions > 1:
+            notes.append(
+                _("version %(version)d of %(versions)d")
+                % {"version": shown.version, "versions": shown.versions}
+            )
         suffix = f" — {', '.join(notes)}" if notes else ""
         lines += [
             f"## {who} · {m.created_at:%Y-%m-%d %H:%M} UTC{suffix}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from django.urls import reverse
@@ -10,19 +10,59 @@ from django.urls import reverse
 from conversations.models import Attachment, Message
 from conversations.rendering import render_markdown
 
+if TYPE_CHECKING:
+    from conversations.tree import Shown
 
-def message(msg: Message, attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """A stored message; `attachments` as `attachment` describes them (none by default)."""
+
+def message(
+    msg: Message,
+    *,
+    parent_id: UUID | None = None,
+    version: int = 1,
+    versions: int = 1,
+    attachments: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A message was stored. `version` counts from 1 among the messages with the same parent
+    and role; `versions` is how many there are; `attachments` as `attachment` describes
+    them (none by default)."""
     return {
         "type": "message",
-        "message": {
-            "id": str(msg.public_id),
-            "role": msg.role,
-            "content": msg.content,
-            "status": msg.status,
-            "client_id": msg.client_id or None,
-            "attachments": attachments or [],
-        },
+        "message": _message(msg, parent_id, version, versions, attachments or []),
+    }
+
+
+def _message(
+    msg: Message,
+    parent_id: UUID | None,
+    version: int,
+    versions: int,
+    attachments: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "id": str(msg.public_id),
+        "role": msg.role,
+        "content": msg.content,
+        "status": msg.status,
+        "client_id": msg.client_id or None,
+        "parent_id": str(parent_id) if parent_id is not None else None,
+        "version": version,
+        "versions": versions,
+        "attachments": attachments,
+    }
+
+
+def thread(
+    shown: list[Shown], attachments: dict[int, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """The shown thread changed (switch, regenerate, edit): all of it, root first, each
+    message with its attachments (`attachments`: by message id)."""
+    files = attachments or {}
+    return {
+        "type": "thread",
+        "messages": [
+            _message(s.message, s.parent_id, s.version, s.versions, files.get(s.message.pk, []))
+            for s in shown
+        ],
     }
 
 
@@ -94,5 +134,6 @@ def conversation(conv: Any) -> dict[str, Any]:
 
 
 def superseded(message_ids: list[UUID]) -> dict[str, Any]:
-    """Messages replaced by a regenerate or an edit (kept as previous versions)."""
+    """Messages a regenerate or an edit took off the shown thread (kept as versions). For
+    clients older than the `thread` frame, which say the same and more."""
     return {"type": "superseded", "message_ids": [str(m) for m in message_ids]}

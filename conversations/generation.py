@@ -528,10 +528,14 @@ async def send(
     return await _launch(start)
 
 
-async def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
+async def regenerate(
+    user: AbstractBaseUser, conversation: Conversation, message_id: Any = None
+) -> TurnStart:
     _refuse_while_draining()
     with registry.titles.starting():
-        start = await services.events.call(services.turns.regenerate, user, conversation)
+        start = await services.events.call(
+            services.turns.regenerate, user, conversation, message_id
+        )
     return await _launch(start)
 
 

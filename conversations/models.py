@@ -43,6 +43,16 @@ class Conversation(models.Model):
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
     top_p = models.FloatField(_("top p"), null=True, blank=True)
     max_tokens = models.PositiveIntegerField(_("max tokens"), null=True, blank=True)
+    # The last message of the thread the conversation shows (a leaf of its tree of versions:
+    # see `conversations.tree`); the shown thread is it and its ancestors. A send continues it.
+    shown_leaf = models.ForeignKey(
+        "Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("last message shown"),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Last activity: the list is ordered by it.
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -79,6 +89,26 @@ class Message(models.Model):
         verbose_name=_("conversation"),
     )
     public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
+    # The message this one follows (None: a first question). Versions of a message are its
+    # siblings: the messages with the same parent and role (regenerate, edit).
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("parent"),
+    )
+    # The child shown last under this message, so a switch back to it shows the thread that
+    # was below it (None: the newest child). See `conversations.tree`.
+    shown_child = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("child shown last"),
+    )
     role = models.CharField(_("role"), max_length=16, choices=Role.choices)
     content = models.TextField(_("content"), blank=True)
     # Reasoning text of a thinking model, kept apart from the answer.
@@ -94,8 +124,6 @@ class Message(models.Model):
     output_tokens = models.PositiveIntegerField(_("output tokens"), null=True, blank=True)
     # The browser's id for a user message, so a resend after a reconnect is idempotent.
     client_id = models.CharField(_("client id"), max_length=64, blank=True)
-    # Set when a regenerate or an edit replaced this message; kept as a previous version.
-    superseded_at = models.DateTimeField(_("superseded"), null=True, blank=True)
     # While streaming: the owning process renews this; past it, the process is dead.
     lease_expires_at = models.DateTimeField(_("lease expires"), null=True, blank=True)
     # Sequence number of the last delta included in `content` (streaming checkpoints).
@@ -127,10 +155,6 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_role_display()} {self.public_id}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.superseded_at is None
 
 
 class ApiCredential(models.Model):

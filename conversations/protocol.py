@@ -38,7 +38,8 @@ class Stop:
 
 @dataclass(frozen=True)
 class Regenerate:
-    pass
+    # None: the last reply shown (clients older than versions send none).
+    message_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,12 @@ class Edit:
     content: Any  # as in Send
 
 
-ClientFrame = Send | Stop | Regenerate | Edit
+@dataclass(frozen=True)
+class Switch:
+    message_id: str
+
+
+ClientFrame = Send | Stop | Regenerate | Edit | Switch
 
 
 def decode(text: str | None, bytes_data: bytes | None, *, max_bytes: int) -> Any:
@@ -117,15 +123,29 @@ def parse(value: Any) -> ClientFrame:
     if kind == "stop":
         return Stop()
     if kind == "regenerate":
-        return Regenerate()
+        if value.get("message_id") is None:
+            return Regenerate()
+        return Regenerate(message_id=_message_id(value, kind))
     if kind == "edit":
-        message_id = value.get("message_id")
-        if not isinstance(message_id, str) or not message_id or not _is_text(message_id):
-            raise ProtocolError("invalid_message_id", _("An “edit” frame needs a “message_id”."))
+        message_id = _message_id(value, kind)
         if "content" not in value:
             raise ProtocolError("missing_content", _("An “edit” frame needs “content”."))
         return Edit(message_id=message_id, content=value["content"])
+    if kind == "switch":
+        return Switch(message_id=_message_id(value, kind))
     raise ProtocolError(
         "unknown_type",
-        _("Unknown frame type. Use one of: send, stop, regenerate, edit."),
+        _("Unknown frame type. Use one of: send, stop, regenerate, edit, switch."),
     )
+
+
+def _message_id(value: dict[str, Any], kind: str) -> str:
+    """The frame's `message_id`: a non-empty string (whether it names a message of this
+    conversation is the service's to say)."""
+    message_id = value.get("message_id")
+    if not isinstance(message_id, str) or not message_id or not _is_text(message_id):
+        raise ProtocolError(
+            "invalid_message_id",
+            _("A “%(type)s” frame needs a “message_id”.") % {"type": kind},
+        )
+    return message_id

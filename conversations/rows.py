@@ -8,9 +8,10 @@ docs/performance.md measured this module against the plain ORM for the same stat
 The rule that decides what uses it: **every statement a send makes on its common path,
 from the turn's start to its reply's final save and its conversation's generated title,
 is written here, and any other action that makes the same statement calls the same
-helper.** That is the credential, the conversation row (locked) and its activity time, the
-turn's INSERT, the history, the checkpoints, the final save and its search entries, the
-title and its index entry. So regenerate and edit, which are turns too, lock the row, insert,
+helper.** That is the credential, the conversation row (locked) and its activity time and
+shown leaf, the turn's INSERTs (the question, then its reply), the history (one recursive
+query up the parents), the checkpoints, the final save and its search entries, the title
+and its index entry. So regenerate and edit, which are turns too, lock the row, insert,
 touch the activity time and read the history through the same helpers as a send, and a
 rename writes the title's index entry as a generated title does. What a send makes only
 off its common path (the once-a-minute `last_used_at`, the resend and reaper queries

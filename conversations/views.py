@@ -8,15 +8,15 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations import credentials, exports, listing, search, services
+from conversations import credentials, exports, listing, search, services, tree
 from conversations.crypto import DecryptionError
 from conversations.forms import ConversationSettingsForm, RenameForm, SearchForm
-from conversations.models import Attachment, Conversation, Message
+from conversations.models import Conversation
+from conversations.services import ServiceError
 
 
 def _own(request: HttpRequest, public_id: UUID) -> Conversation:
@@ -66,8 +66,18 @@ def create(request: HttpRequest) -> HttpResponse:
 @login_required
 def chat(request: HttpRequest, public_id: UUID) -> HttpResponse:
     conversation = _own(request, public_id)
+    if "at" in request.GET:
+        # Opened at one version (a search hit): show its thread, then drop the parameter so
+        # a reload does not switch back from a version chosen since.
+        try:
+            at = services.threads.message_uuid(request.GET["at"])
+            services.threads.switch(conversation, at)
+        except ServiceError:
+            pass  # no such message here (any more): the conversation as it is
+        else:
+            return redirect(f"{request.path}#m-{at}")
     context = _page_context(request, conversation)
-    context["messages"] = _active_messages(conversation)
+    context["messages"] = tree.shown_thread(conversation)
     return render(request, "conversations/chat.html", context)
 
 
@@ -77,18 +87,7 @@ def messages_fragment(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The rendered message list alone: a reconnecting page reconciles with it."""
     conversation = _own(request, public_id)
     return render(
-        request, "conversations/_messages.html", {"messages": _active_messages(conversation)}
-    )
-
-
-def _active_messages(conversation: Conversation) -> list[Message]:
-    # Attachments in one more query, with the conversation their URL names.
-    files = Prefetch(
-        "attachments",
-        queryset=Attachment.objects.select_related("conversation").order_by("position", "id"),
-    )
-    return list(
-        conversation.messages.filter(superseded_at=None).order_by("id").prefetch_related(files)
+        request, "conversations/_messages.html", {"messages": tree.shown_thread(conversation)}
     )
 
 
@@ -123,7 +122,7 @@ def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         context = _page_context(request, conversation)
-        context.update({"messages": _active_messages(conversation), "rename_errors": errors})
+        context.update({"messages": tree.shown_thread(conversation), "rename_errors": errors})
         return render(request, "conversations/chat.html", context, status=400)
     services.conversations.rename_conversation(conversation, form.cleaned_data["title"])
     if _wants_json(request):

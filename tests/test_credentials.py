@@ -333,7 +333,7 @@ async def test_a_stored_model_the_key_does_not_allow_is_refused_for_every_kind_o
     await ApiCredential.objects.filter(user=alice).aupdate(allowed_models="hy3-preview")
 
     def rows(messages):
-        return [(m.pk, m.content, m.status, m.superseded_at) for m in messages]
+        return [(m.pk, m.content, m.status, m.parent_id, m.shown_child_id) for m in messages]
 
     before = rows(await stored(conversation))
     question = (await stored(conversation))[0]

@@ -27,7 +27,7 @@ def _no_rate_limit(settings: Any) -> None:
 
 
 def stored_conversation(user: Any) -> Conversation:
-    """A conversation with a complete reply, a superseded one and a failed one."""
+    """A conversation with two versions of a complete reply, and a failed one."""
     keyed(user)
     conversation = services.conversations.create_conversation(user)
     services.conversations.update_settings(conversation, system_prompt="Be brief.\nBe kind.")
@@ -85,7 +85,8 @@ def test_the_json_export_is_the_stored_conversation(alice):
             "output_tokens": m.output_tokens,
         }
         assert exported["stop_reason"] == (m.stop_reason or None)
-        assert exported["superseded_at"] == (m.superseded_at and m.superseded_at.isoformat())
+        parent = m.parent.public_id if m.parent else None
+        assert exported["parent_id"] == (str(parent) if parent else None)
     assert [m["status"] for m in data["messages"]] == [
         "complete",
         "complete",
@@ -93,7 +94,11 @@ def test_the_json_export_is_the_stored_conversation(alice):
         "complete",
         "error",
     ]
-    assert data["messages"][1]["superseded_at"] is not None
+    # Every version, with where it hangs and whether it is shown: both replies answer the
+    # question, and the thread goes on from the second.
+    ids = [m["id"] for m in data["messages"]]
+    assert [m["parent_id"] for m in data["messages"]] == [None, ids[0], ids[0], ids[2], ids[3]]
+    assert [m["active"] for m in data["messages"]] == [True, False, True, True, True]
     assert data["messages"][2]["usage"] == {"input_tokens": 12, "output_tokens": 3}
     assert data["messages"][4]["error"] == {
         "code": "stream_interrupted",
@@ -113,15 +118,17 @@ def test_the_markdown_export_is_the_stored_conversation(alice):
     assert text.startswith("# What is **2+2**?\n\n> System prompt:\n> Be brief.\n> Be kind.\n")
     headings = re.findall(r"^## (.*)$", text, re.M)
     stamps = [f"{m.created_at:%Y-%m-%d %H:%M} UTC" for m in conversation.messages.order_by("id")]
+    # The shown thread: the first reply, a previous version, is in the JSON export only.
     assert headings == [
         f"You · {stamps[0]}",
-        f"Assistant (hy3-preview) · {stamps[1]} — previous version",
-        f"Assistant (hy3-preview) · {stamps[2]}",
+        f"Assistant (hy3-preview) · {stamps[2]} — version 2 of 2",
         f"You · {stamps[3]}",
         f"Assistant (hy3-preview) · {stamps[4]} — error",
     ]
-    for m in conversation.messages.all():
+    first, *shown = conversation.messages.order_by("id")
+    for m in [first, *shown[1:]]:
         assert f"\n\n{m.content}\n\n" in text
+    assert "It is 4." not in text
     assert "> Error `stream_interrupted`: The connection was cut." in text
 
 
@@ -174,7 +181,7 @@ def test_a_reply_still_streaming_exports_as_far_as_it_is_stored(alice):
     ]
     streaming = data["messages"][1]
     assert (streaming["status"], streaming["content"]) == ("streaming", "")
-    assert streaming["error"] is None and streaming["superseded_at"] is None
+    assert streaming["error"] is None and streaming["active"] is True
 
     text = exports.as_markdown(conversation)
     # No system prompt, no quote of one; an empty reply is marked, not left blank.

@@ -264,25 +264,28 @@ async def test_one_streaming_reply_per_conversation_is_enforced_by_the_database(
     assert [m.content for m in await stored(conversation)] == ["one", ""]
 
 
-async def test_regenerate_replaces_the_last_reply_and_keeps_the_old_one_as_a_previous_version(
-    alice, gateway
-):
+async def test_regenerate_adds_a_version_beside_the_last_reply_and_shows_it(alice, gateway):
     conversation, sock = await chat(alice, gateway)
     gateway.enqueue(Script(text="first answer"), Script(text="second answer"))
     await turn(sock, "question")
     await sock.send_json_to({"type": "regenerate"})
     received = await frames_until(sock, "done")
+    # For clients older than `thread`: the old reply left the shown thread.
     assert received[0] == {"type": "superseded", "message_ids": [received[0]["message_ids"][0]]}
+    assert received[1]["type"] == "thread"
     assert received[-1]["content"] == "second answer"
     # The regenerated request does not contain the replaced answer.
     assert gateway.requests[1].body["messages"] == [{"role": "user", "content": "question"}]
 
-    messages = await stored(conversation)
-    assert [(m.role, m.content, m.superseded_at is not None) for m in messages] == [
-        ("user", "question", False),
-        ("assistant", "first answer", True),
-        ("assistant", "second answer", False),
+    question, first, second = await stored(conversation)
+    assert [(m.role, m.content) for m in (question, first, second)] == [
+        ("user", "question"),
+        ("assistant", "first answer"),
+        ("assistant", "second answer"),
     ]
+    assert first.parent_id == second.parent_id == question.pk
+    await conversation.arefresh_from_db()
+    assert conversation.shown_leaf_id == second.pk
     await sock.disconnect()
 
 
@@ -294,7 +297,7 @@ async def test_regenerate_on_an_empty_conversation_is_refused(alice, gateway):
     assert await stored(conversation) == []
 
 
-async def test_edit_rewrites_a_question_and_continues_from_there(alice, gateway):
+async def test_edit_adds_a_version_of_a_question_and_continues_from_there(alice, gateway):
     conversation, sock = await chat(alice, gateway)
     gateway.enqueue(Script(text="A1"), Script(text="A2"), Script(text="A1 edited"))
     await turn(sock, "Q1")
@@ -305,10 +308,19 @@ async def test_edit_rewrites_a_question_and_continues_from_there(alice, gateway)
     )
     received = await frames_until(sock, "done")
     assert received[0]["type"] == "superseded" and len(received[0]["message_ids"]) == 4
+    assert [m["content"] for m in received[1]["messages"]] == ["Q1 edited", ""]
     assert received[-1]["content"] == "A1 edited"
     assert gateway.requests[-1].body["messages"] == [{"role": "user", "content": "Q1 edited"}]
-    active = [m.content for m in await stored(conversation) if m.superseded_at is None]
-    assert active == ["Q1 edited", "A1 edited"]
+    messages = await stored(conversation)
+    # Nothing is lost: the old question keeps what followed it.
+    assert [(m.content, m.parent_id) for m in messages] == [
+        ("Q1", None),
+        ("A1", messages[0].pk),
+        ("Q2", messages[1].pk),
+        ("A2", messages[2].pk),
+        ("Q1 edited", None),
+        ("A1 edited", messages[4].pk),
+    ]
     await sock.disconnect()
 
 
@@ -321,7 +333,7 @@ async def test_edit_of_an_assistant_message_or_another_conversations_message_is_
     other_start = await db(services.turns.start_turn)(alice, other, "elsewhere")
     await generation.registry.wait(other.public_id)
     _question, reply = await stored(conversation)
-    before = [(m.pk, m.content, m.superseded_at) for m in await stored(conversation)]
+    before = [(m.pk, m.content, m.parent_id) for m in await stored(conversation)]
     cases = [
         (str(reply.public_id), "not_editable"),
         (str(other_start.user_message.public_id), "message_not_found"),
@@ -330,7 +342,7 @@ async def test_edit_of_an_assistant_message_or_another_conversations_message_is_
     for message_id, code in cases:
         await sock.send_json_to({"type": "edit", "message_id": message_id, "content": "x"})
         assert (await receive(sock))["code"] == code
-    assert [(m.pk, m.content, m.superseded_at) for m in await stored(conversation)] == before
+    assert [(m.pk, m.content, m.parent_id) for m in await stored(conversation)] == before
     await sock.disconnect()
 
 

@@ -24,6 +24,7 @@ from conversations.demo.script import Script
 from conversations.models import ApiCredential
 from tests.conftest import ORIGIN, frames_until, give_key, receive, session_cookie
 from tests.support.chat import new_conversation
+from tests.support.turns import stored_thread
 
 ROOT = Path(settings.BASE_DIR)
 # Everything makemessages reads: templates, Python and the JavaScript of static/js.
@@ -206,7 +207,7 @@ def test_the_javascript_catalog_translates_the_chat_strings(db: None) -> None:
 
 def test_dates_in_the_page_are_localised(alice: Any) -> None:
     conversation = services.conversations.create_conversation(alice)
-    conversation.messages.create(role="user", content="hi")
+    stored_thread(conversation, {"role": "user", "content": "hi"})
     url = f"/c/{conversation.public_id}/"
     chinese = signed_in(alice, HTTP_ACCEPT_LANGUAGE="zh-CN").get(url).content.decode()
     english = signed_in(alice).get(url).content.decode()

@@ -122,7 +122,7 @@ def test_regenerate_and_edit_are_refused_over_the_quota_and_change_nothing(alice
     conversation = reply.conversation
     question = conversation.messages.get(role=Message.Role.USER)
     set_quota(alice, 100)
-    before = list(conversation.messages.values_list("pk", "superseded_at"))
+    before = list(conversation.messages.values_list("pk", "parent", "shown_child"))
 
     for action in (
         lambda: services.turns.regenerate(alice, conversation),
@@ -131,7 +131,7 @@ def test_regenerate_and_edit_are_refused_over_the_quota_and_change_nothing(alice
         with pytest.raises(services.ServiceError) as refused:
             action()
         assert refused.value.code == "quota_exceeded"
-    assert list(conversation.messages.values_list("pk", "superseded_at")) == before
+    assert list(conversation.messages.values_list("pk", "parent", "shown_child")) == before
 
 
 def test_no_quota_means_no_limit(alice):

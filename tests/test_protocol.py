@@ -31,7 +31,10 @@ json_values = st.recursive(
     max_leaves=20,
 )
 frame_like = st.fixed_dictionaries(
-    {"type": st.sampled_from(["send", "stop", "regenerate", "edit", "teleport", ""]) | scalars},
+    {
+        "type": st.sampled_from(["send", "stop", "regenerate", "edit", "switch", "teleport", ""])
+        | scalars
+    },
     optional={"content": json_values, "client_id": json_values, "message_id": json_values},
 )
 
@@ -67,9 +70,10 @@ def test_any_json_value_is_a_frame_or_a_protocol_error(value: Any) -> None:
     frame = decode_and_parse(json.dumps(value))
     if frame is not None:
         assert isinstance(
-            frame, protocol.Send | protocol.Stop | protocol.Regenerate | protocol.Edit
+            frame,
+            protocol.Send | protocol.Stop | protocol.Regenerate | protocol.Edit | protocol.Switch,
         )
-        assert value["type"] in ("send", "stop", "regenerate", "edit")
+        assert value["type"] in ("send", "stop", "regenerate", "edit", "switch")
 
 
 @profile

@@ -35,7 +35,7 @@ def test_one_row_comes_back_as_the_orm_reads_it(alice):
     assert rows.one(db, Conversation, where, [conversation.pk + 1000]) is None
 
 
-def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gateway):
+def test_the_history_read_is_the_thread_of_the_new_reply_in_order(alice, gateway):
     give_key(alice, gateway, "sk-rows")
     conversation = services.conversations.create_conversation(alice)
     first = services.turns.start_turn(alice, conversation, "one")
@@ -43,9 +43,7 @@ def test_the_history_read_keeps_order_and_skips_superseded_messages(alice, gatew
         first.plan, services.replies.Outcome(status="complete", content="uno")
     )
     second = services.turns.start_turn(alice, conversation, "two")
-    assert second.plan.history == services.turns.load_history(
-        conversation.pk, second.plan.message_id
-    )
+    assert second.plan.history == services.turns.load_history(second.user_message.pk)
     assert second.plan.history == [
         {"role": "user", "content": "one"},
         {"role": "assistant", "content": "uno"},

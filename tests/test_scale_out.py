@@ -272,3 +272,28 @@ async def test_a_socket_that_cannot_join_its_group_closes_with_1013(alice, gatew
     finally:
         server.kill()
         redis.stop()
+
+
+async def test_a_tab_on_b_follows_every_switch_and_regenerate_made_on_a(
+    alice, gateway, two_processes
+):
+    a, b = two_processes
+    conversation, cookie = await setup_chat(alice, gateway)
+    gateway.enqueue(Script(text="version one"), Script(text="version two"))
+    on_a = await connect(a, cookie, conversation.public_id)
+    on_b = await connect(b, cookie, conversation.public_id)
+    await on_a.recv()
+    await on_b.recv()
+    await on_a.send(json.dumps({"type": "send", "content": "Q"}))
+    reply = (await frames_until(on_b, "done"))[1]["message"]
+    await on_a.send(json.dumps({"type": "regenerate", "message_id": reply["id"]}))
+    received = await frames_until(on_b, "done")
+    thread = next(f for f in received if f["type"] == "thread")["messages"]
+    assert [(m["version"], m["versions"]) for m in thread] == [(1, 1), (2, 2)]
+    assert received[-1]["content"] == "version two"
+
+    await on_a.send(json.dumps({"type": "switch", "message_id": reply["id"]}))
+    thread = (await frames_until(on_b, "thread"))[-1]["messages"]
+    assert [m["content"] for m in thread] == ["Q", "version one"]
+    await on_a.close()
+    await on_b.close()

@@ -328,7 +328,8 @@ def test_the_page_has_the_layout_and_a_named_search_box(alice_keyed):
     assert '<label for="search-input"' in page and "Search conversations" in page
     assert 'value="kestrel"' in page
     message = conversation.messages.get(role="user")
-    assert f'href="/c/{conversation.public_id}/#m-{message.public_id}"' in page
+    # Opening the hit shows the version that matched (see test_versions).
+    assert f'href="/c/{conversation.public_id}/?at={message.public_id}"' in page
 
 
 def test_the_fragment_is_only_the_results(alice_keyed):

@@ -31,13 +31,15 @@ def turn(alice: Any, gateway: Any) -> services.turns.TurnStart:
     return services.turns.start_turn(alice, conversation, "first question", client_id="c-1")
 
 
-def test_a_turn_stores_question_and_placeholder_with_one_insert(alice, gateway):
+def test_a_turn_stores_question_and_placeholder_with_one_insert_each(alice, gateway):
     give_key(alice, gateway, "sk-services")
     conversation = services.conversations.create_conversation(alice)
     with CaptureQueriesContext(connection) as queries:
         start = services.turns.start_turn(alice, conversation, "a question", client_id="c-1")
-    assert len(writes(queries, "conversations_message")) == 1
+    # Two: the reply's parent is the question's new id.
+    assert len(writes(queries, "conversations_message")) == 2
     assert start.user_message.pk < start.assistant_message.pk
+    assert start.assistant_message.parent_id == start.user_message.pk
     assert start.assistant_message.status == Message.Status.STREAMING
     # The upstream history was read in the same transaction, ending with the question.
     assert start.plan is not None

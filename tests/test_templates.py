@@ -11,6 +11,7 @@ from django.test import Client
 
 from conversations import services
 from conversations.models import ApiCredential, Message
+from tests.support.turns import stored_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +77,10 @@ def test_with_a_key_there_is_no_banner(alice: Any, gateway: Any) -> None:
 
 def test_the_log_is_a_polite_live_region_and_a_streaming_reply_is_busy(alice: Any) -> None:
     conversation = services.conversations.create_conversation(alice)
-    conversation.messages.create(role="user", content="Hi")
-    streaming = conversation.messages.create(
-        role="assistant", content="Hel", status=Message.Status.STREAMING
+    _question, streaming = stored_thread(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hel", "status": Message.Status.STREAMING},
     )
     html = page(alice, f"/c/{conversation.public_id}/")
     assert 'role="log" aria-live="polite"' in html
@@ -89,12 +91,15 @@ def test_the_log_is_a_polite_live_region_and_a_streaming_reply_is_busy(alice: An
 
 def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
     conversation = services.conversations.create_conversation(alice)
-    conversation.messages.create(role="user", content="Hi")
-    conversation.messages.create(
-        role="assistant",
-        status=Message.Status.ERROR,
-        error_code="overloaded",
-        error_message="The model is overloaded right now. Try again in a minute.",
+    stored_thread(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {
+            "role": "assistant",
+            "status": Message.Status.ERROR,
+            "error_code": "overloaded",
+            "error_message": "The model is overloaded right now. Try again in a minute.",
+        },
     )
     html = stored_messages(page(alice, f"/c/{conversation.public_id}/"))
     assert 'data-status="error"' in html and "aria-busy" not in html
@@ -104,7 +109,7 @@ def test_a_failed_reply_shows_its_error_as_an_alert(alice: Any) -> None:
 
 def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> None:
     conversation = services.conversations.create_conversation(alice)
-    conversation.messages.create(role="user", content="Hi")
+    stored_thread(conversation, {"role": "user", "content": "Hi"})
     url = f"/c/{conversation.public_id}/"
     template = re.search(
         r'<template id="message-template">(.*?)</template>', page(alice, url), re.S

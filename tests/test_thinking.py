@@ -12,6 +12,7 @@ from django.test import Client
 from conversations.demo.script import Script
 from tests.conftest import frames_until, give_key, joined_deltas, open_socket, receive
 from tests.support.chat import new_conversation, stored
+from tests.support.turns import stored_thread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,8 +108,11 @@ def test_a_stored_thinking_block_is_rendered_folded_above_the_answer(
     from conversations import services
 
     conversation = services.conversations.create_conversation(alice)
-    conversation.messages.create(role="user", content="Hi")
-    conversation.messages.create(role="assistant", content="**Hello**", thinking="<b>plan</b>")
+    stored_thread(
+        conversation,
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "**Hello**", "thinking": "<b>plan</b>"},
+    )
     client = Client()
     client.force_login(alice)
     page = client.get(f"/c/{conversation.public_id}/").content.decode()

@@ -210,3 +210,46 @@ async def test_title_requests_are_spaced_when_many_replies_end_together(monkeypa
         await pacer.pace()
     # The first goes at once; the others one every 1/20 s after it.
     assert waits == [0.05, 0.1, 0.15, 0.2]
+
+
+async def test_a_first_reply_regenerated_after_a_failure_names_the_conversation(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-titles")
+    conversation = await db(services.conversations.create_conversation)(alice)
+    gateway.enqueue(Script(status=401), Script(text="Feed it."))
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    await sock.send_json_to({"type": "send", "content": QUESTION})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "error"
+    await sock.send_json_to({"type": "regenerate"})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
+    await generation.registry.wait(conversation.public_id)
+    await sock.disconnect()
+    assert len(gateway.side_requests) == 1
+    assert await title_of(conversation) == ("Demo: How do I keep sourdough", False)
+
+
+async def test_a_new_version_of_the_first_question_names_the_conversation_again(alice, gateway):
+    await db(give_key)(alice, gateway, "sk-titles")
+    conversation = await db(services.conversations.create_conversation)(alice)
+    await first_exchange(alice, gateway, conversation)
+    first = await conversation.messages.aearliest("id")
+    gateway.enqueue(Script(text="Tea is best fresh."), Script(text="Sure."))
+    sock = await open_socket(alice, conversation.public_id)
+    await receive(sock)
+    edit = {
+        "type": "edit",
+        "message_id": str(first.public_id),
+        "content": "Why brew green tea cool?",
+    }
+    await sock.send_json_to(edit)
+    await frames_until(sock, "done")
+    await generation.registry.wait(conversation.public_id)
+    assert await title_of(conversation) == ("Demo: Why brew green tea cool?", False)
+    # A title the person chose stays, whatever the versions.
+    await db(services.conversations.rename_conversation)(conversation, "Mine")
+    await sock.send_json_to({**edit, "content": "Something else"})
+    await frames_until(sock, "done")
+    await generation.registry.wait(conversation.public_id)
+    await sock.disconnect()
+    assert len(gateway.side_requests) == 2
+    assert await title_of(conversation) == ("Mine", True)

@@ -41,10 +41,18 @@ def test_tokens_used_counts_this_month_of_this_user_only(alice, bob):
     assert usage.tokens_used(alice.pk, usage.month_start(now)) == 157
 
 
-def test_a_superseded_reply_still_counts(alice):
+def test_every_version_of_a_reply_counts_shown_or_not(alice):
     reply = record_reply(alice, input_tokens=10, output_tokens=20)
-    Message.objects.filter(pk=reply.pk).update(superseded_at=timezone.now())
-    assert usage.tokens_used(alice.pk, usage.month_start()) == 30
+    # A second version beside it, shown: the first is still paid for.
+    Message.objects.create(
+        conversation=reply.conversation,
+        parent=reply.parent,
+        role=Message.Role.ASSISTANT,
+        content="again",
+        input_tokens=1,
+        output_tokens=2,
+    )
+    assert usage.tokens_used(alice.pk, usage.month_start()) == 33
 
 
 def test_tokens_per_day_fills_missing_days_and_filters_by_user(alice, bob):

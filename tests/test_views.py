@@ -622,10 +622,46 @@ def test_the_chat_page_uses_a_constant_number_of_queries(alice):
     exchange(alice, conversation, "first", "reply")
     client.get(f"/c/{conversation.public_id}/")
     few, _ = count_queries(client, f"/c/{conversation.public_id}/")
-    Message.objects.bulk_create(
-        [Message(conversation=conversation, role="user", content=f"m{i}") for i in range(200)]
-    )
+    # 200 more on the shown thread, each following the one before.
+    conversation.refresh_from_db()
+    parent = conversation.shown_leaf
+    for i in range(200):
+        parent = Message.objects.create(
+            conversation=conversation, parent=parent, role="user", content=f"m{i}"
+        )
+    Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=parent)
     many, page = count_queries(client, f"/c/{conversation.public_id}/")
     assert few == many
     # The stored messages (the page's <template> of messages to come follows them).
     assert page.split('<template id="message-template">')[0].count("<article ") == 202
+
+
+def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_parameter(
+    alice, bob
+):
+    keyed(alice)
+    conversation = services.conversations.create_conversation(alice)
+    first = exchange(alice, conversation, "Q", "the kestrel answer")
+    start = services.turns.regenerate(alice, conversation, first.public_id)
+    services.replies.finish_reply(
+        start.plan, services.replies.Outcome(status="complete", content="the other answer")
+    )
+    client = signed_in(alice)
+    url = f"/c/{conversation.public_id}/"
+    assert "the other answer" in client.get(url).content.decode()
+
+    # A search hit links here: the version that matched is shown.
+    response = client.get(url, {"at": str(first.public_id)})
+    assert response.status_code == 302
+    assert response["Location"] == f"{url}#m-{first.public_id}"
+    page = client.get(url).content.decode()
+    assert "the kestrel answer" in page and "the other answer" not in page
+    assert "1 / 2" in page
+
+    # Not a message of this conversation (another person's, or no id): the page as it is.
+    keyed(bob)
+    theirs = exchange(bob, services.conversations.create_conversation(bob), "b", "bob's")
+    for at in (str(theirs.public_id), "not-a-uuid"):
+        response = client.get(url, {"at": at})
+        assert response.status_code == 200
+        assert "the kestrel answer" in response.content.decode()

@@ -5,6 +5,7 @@
 - `conversations`: create, rename, delete, settings, generated titles;
 - `turns`: a person's message and the reply placeholder (send, regenerate, edit), the plan
   a generation runs from, the history sent upstream;
+- `threads`: which thread of the tree of versions a conversation shows (switch);
 - `replies`: checkpoints, the final save, the reaper, what a connecting socket is told;
 - `credentials`: the credential a turn uses (limits, allowed models) and the
   administrator's writes;
@@ -47,6 +48,7 @@ from conversations.services import (  # noqa: E402
     events,
     replies,
     search_index,
+    threads,
     turns,
 )
 
@@ -59,5 +61,6 @@ __all__ = [
     "events",
     "replies",
     "search_index",
+    "threads",
     "turns",
 ]

@@ -143,6 +143,29 @@ def link(conversation: Conversation, ids: list[str], message_id: int) -> list[At
     return ordered
 
 
+def copy_to(source_message_id: int, message_id: int) -> list[Attachment]:
+    """The attachments of a message, given to a new version of it (an edit). The copies
+    name the same stored files: both rows belong to one conversation and go with it."""
+    copies = [
+        Attachment(
+            owner_id=a.owner_id,
+            conversation_id=a.conversation_id,
+            message_id=message_id,
+            position=a.position,
+            name=a.name,
+            kind=a.kind,
+            media_type=a.media_type,
+            size=a.size,
+            file=a.file.name,
+            text=a.text,
+            width=a.width,
+            height=a.height,
+        )
+        for a in Attachment.objects.filter(message_id=source_message_id).order_by("position", "id")
+    ]
+    return Attachment.objects.bulk_create(copies) if copies else []
+
+
 def of_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
     """The attachments of these messages, in the order they were uploaded: one query."""
     by_message: dict[int, list[Attachment]] = defaultdict(list)
@@ -154,18 +177,12 @@ def of_messages(message_ids: list[int]) -> dict[int, list[Attachment]]:
     return by_message
 
 
-def of_thread(conversation_id: int, up_to_message_id: int) -> dict[int, list[files.Sendable]]:
-    """What the history of a reply carries of attachments: the sent attachments of the
-    conversation's messages before it, by message id (one query; none in most chats)."""
-    by_message: dict[int, list[files.Sendable]] = defaultdict(list)
-    sent = Attachment.objects.filter(
-        conversation_id=conversation_id,
-        message_id__isnull=False,
-        message_id__lt=up_to_message_id,
-    ).order_by("position", "id")
-    for attachment in sent:
-        by_message[attachment.message_id].append(sendable(attachment))
-    return by_message
+def sendable_by_message(message_ids: list[int]) -> dict[int, list[files.Sendable]]:
+    """What the history of a reply carries of these messages' attachments (one query)."""
+    return {
+        message_id: [sendable(a) for a in attached]
+        for message_id, attached in of_messages(message_ids).items()
+    }
 
 
 def sendable(attachment: Attachment) -> files.Sendable:

@@ -267,14 +267,11 @@ def _mark_interrupted(streaming: QuerySet[Message], *, broadcast: bool) -> list[
             if not updated:
                 continue
             message.refresh_from_db()
+            # The question it answers (a regenerate's was indexed with its first reply).
             question = (
-                Message.objects.filter(
-                    conversation_id=message.conversation_id,
-                    role=Message.Role.USER,
-                    id__lt=message.pk,
-                )
-                .order_by("-id")
-                .first()
+                Message.objects.filter(pk=message.parent_id, role=Message.Role.USER).first()
+                if message.parent_id is not None
+                else None
             )
             # The conversation's title too: a first turn indexes it when its reply
             # ends, which a dead process never did (an existing entry is kept).

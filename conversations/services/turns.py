@@ -4,6 +4,7 @@ edit), the plan a generation runs from, and the history sent upstream.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,9 +17,9 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import frames, rows
+from conversations import frames, rows, tree
 from conversations.credentials import GatewayCredential
-from conversations.models import ApiCredential, Conversation, Message
+from conversations.models import ApiCredential, Attachment, Conversation, Message
 from conversations.services import (
     ServiceError,
     attachments,
@@ -26,6 +27,7 @@ from conversations.services import (
     credentials,
     events,
     replies,
+    threads,
 )
 from conversations.text import clean
 
@@ -89,6 +91,7 @@ def _plan(
     conversation: Conversation,
     reply: Message,
     credential: GatewayCredential,
+    history: list[dict[str, Any]],
     *,
     name_after: bool = False,
     first_title: str = "",
@@ -110,9 +113,7 @@ def _plan(
         temperature=conversation.temperature,
         top_p=conversation.top_p,
         max_tokens=conversation.max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS,
-        history=load_history(
-            conversation.pk, reply.pk, attachments.of_thread(conversation.pk, reply.pk)
-        ),
+        history=history,
     )
 
 
@@ -124,9 +125,14 @@ class _Resent(Exception):
 
 
 def _insert_turn(
-    conversation: Conversation, credential: GatewayCredential, question: Message | None = None
+    conversation: Conversation,
+    credential: GatewayCredential,
+    question: Message | None = None,
+    *,
+    parent_id: int | None = None,
 ) -> Message:
-    """Store the question (if any) and the assistant placeholder with one INSERT.
+    """Store the question (if any) and the assistant placeholder, its child (or, without a
+    question, the child of `parent_id`), in one savepoint.
 
     The partial unique index refuses a second streaming placeholder, and the client_id
     index a question stored before: the database, not a prior SELECT, decides both.
@@ -144,12 +150,17 @@ def _insert_turn(
         model=conversation.model or credential.default_model,
         lease_expires_at=now + timedelta(seconds=settings.CHAT_LEASE_SECONDS),
     )
-    turn = [reply] if question is None else [question, reply]
     for attempt in (1, 2):
         try:
             with transaction.atomic():
-                # One multi-row INSERT; ids follow the list, so the question comes first.
-                rows.insert(rows.database(), turn)
+                db = rows.database()
+                if question is not None:
+                    # Two INSERTs: the reply's parent is the question's new id.
+                    rows.insert(db, [question])
+                    reply.parent_id = question.pk
+                else:
+                    reply.parent_id = parent_id
+                rows.insert(db, [reply])
             return reply
         except IntegrityError:
             if (
@@ -177,7 +188,8 @@ def start_turn(
     client_id: str = "",
     attachment_ids: tuple[str, ...] | list[str] = (),
 ) -> TurnStart:
-    """Store the user's message and the assistant placeholder in one transaction.
+    """Store the user's message, continuing the shown thread, and the assistant placeholder
+    in one transaction.
 
     A resend of a stored `client_id` answers with the stored message and starts nothing.
     The limits and the model are checked after the INSERT, inside the transaction: a resend
@@ -189,19 +201,25 @@ def start_turn(
     credential = credentials.of_user(user)
     try:
         with transaction.atomic():
-            # The row as it is now: the caller's copy may predate a rename or new settings.
+            # The row as it is now: the caller's copy may predate a rename, new settings or
+            # a switch to another version (its shown leaf is what this turn continues).
             conversation = conversations.current(conversation)
+            leaf_id = conversation.shown_leaf_id
             question = Message(
                 conversation=conversation,
                 role=Message.Role.USER,
                 content=content,
                 client_id=client_id,
+                parent_id=leaf_id,
             )
             reply = _insert_turn(conversation, credential, question)
             files = attachments.link(conversation, ids, question.pk)
             credentials.within_limits(user, credential)
             credentials.check_model(conversation, credential)
-            changes: dict[str, Any] = {"updated_at": timezone.now()}
+            # The leaf had no children (a shown thread ends where nothing follows): the new
+            # question and reply are the only versions of themselves.
+            thread = thread_rows(leaf_id)
+            changes: dict[str, Any] = {"updated_at": timezone.now(), "shown_leaf": reply.pk}
             name_after = not conversation.title_is_custom and not conversation.title
             first_title = ""
             if not conversation.title:
@@ -214,117 +232,209 @@ def start_turn(
                     conversation.public_id, frames.conversation(conversation)
                 )
             conversations.update_row(conversation.pk, **changes)
+            leaf_public_id = UUID(str(thread[-1][3])) if thread else None
             described = [frames.attachment(f, conversation.public_id) for f in files]
-            events.broadcast_on_commit(conversation.public_id, frames.message(question, described))
-            events.broadcast_on_commit(conversation.public_id, frames.message(reply))
+            events.broadcast_on_commit(
+                conversation.public_id,
+                frames.message(question, parent_id=leaf_public_id, attachments=described),
+            )
+            events.broadcast_on_commit(
+                conversation.public_id, frames.message(reply, parent_id=question.public_id)
+            )
             plan = _plan(
                 conversation,
                 reply,
                 credential,
+                history_of(
+                    [
+                        *thread,
+                        (question.role, content, question.status, None, question.pk, bool(files)),
+                    ]
+                ),
                 name_after=name_after,
                 first_title=first_title,
                 question=question,
             )
     except _Resent:
-        existing = conversation.messages.get(client_id=client_id, role=Message.Role.USER)
+        existing = conversation.messages.select_related("parent").get(
+            client_id=client_id, role=Message.Role.USER
+        )
         return TurnStart(existing, None, None)
     return TurnStart(question, reply, plan)
 
 
-def regenerate(user: AbstractBaseUser, conversation: Conversation) -> TurnStart:
-    """Answer the last user message again; the previous answer is kept as a superseded version."""
+def _refuse_running() -> ServiceError:
+    return ServiceError(
+        "generation_running",
+        _("A reply is still being written. Wait for it to finish or press Stop."),
+    )
+
+
+def regenerate(
+    user: AbstractBaseUser, conversation: Conversation, message_public_id: Any = None
+) -> TurnStart:
+    """Answer a question again: a new version of the reply `message_public_id` (default: the
+    last one shown), beside the old ones, and shown. A question at the end of the shown
+    thread that has no answer (its reply never started) is answered."""
+    target_id = threads.message_uuid(message_public_id) if message_public_id is not None else None
     credential = credentials.for_turn(user)
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = conversations.current(conversation)
         credentials.check_model(conversation, credential)
-        active = list(conversation.messages.filter(superseded_at=None).order_by("-id")[:2])
-        if not active:
-            raise ServiceError("nothing_to_regenerate", _("There is no reply to regenerate yet."))
-        last = active[0]
-        if last.role == Message.Role.ASSISTANT:
-            if last.status == Message.Status.STREAMING:
+        shape = tree.load(conversation.pk)
+        if target_id is None:
+            leaf = conversation.shown_leaf_id
+            if leaf is None:
                 raise ServiceError(
-                    "generation_running",
-                    _("A reply is still being written. Wait for it to finish or press Stop."),
+                    "nothing_to_regenerate", _("There is no reply to regenerate yet.")
                 )
-            Message.objects.filter(pk=last.pk).update(superseded_at=timezone.now())
-            question = active[1] if len(active) > 1 else None
+            node = shape.nodes[leaf]
         else:
-            question = last
-        if question is None or question.role != Message.Role.USER:
+            found = shape.by_public_id(target_id)
+            if found is None:
+                raise ServiceError(
+                    "message_not_found", _("That message is not in this conversation.")
+                )
+            if found.role != Message.Role.ASSISTANT:
+                raise ServiceError(
+                    "not_regenerable", _("Only a reply can be regenerated; edit a question.")
+                )
+            node = found
+        question_id = node.parent_id if node.role == Message.Role.ASSISTANT else node.id
+        if question_id is None or shape.nodes[question_id].role != Message.Role.USER:
             raise ServiceError("nothing_to_regenerate", _("There is no question to answer again."))
-        reply = _insert_turn(conversation, credential)
+        if node.role == Message.Role.ASSISTANT and (
+            Message.objects.filter(pk=node.id, status=Message.Status.STREAMING).exists()
+        ):
+            # The index would refuse the new placeholder all the same; this says it sooner.
+            raise _refuse_running()
+        question = Message.objects.get(pk=question_id)
+        reply = _insert_turn(conversation, credential, parent_id=question_id)
+        before = shape.path(conversation.shown_leaf_id)
+        shape.add(tree.Node(reply.pk, question_id, None, reply.role, reply.public_id))
+        after = threads.show(conversation, shape, reply.pk)
         conversations.update_row(conversation.pk, updated_at=timezone.now())
-        if last.role == Message.Role.ASSISTANT:
-            events.broadcast_on_commit(conversation.public_id, frames.superseded([last.public_id]))
-        events.broadcast_on_commit(conversation.public_id, frames.message(reply))
-    return TurnStart(question, reply, _plan(conversation, reply, credential))
+        shown = threads.broadcast_change(conversation, shape, before, after)
+        events.broadcast_on_commit(conversation.public_id, _message_frame(shown[-1]))
+        history = history_of(thread_rows(question_id))
+    plan = _plan(conversation, reply, credential, history)
+    if (
+        question.parent_id is None
+        and not conversation.title_is_custom
+        and conversation.title == conversations.fallback_title(question.content)
+    ):
+        # A first reply again while the title is still the question's first words (its
+        # first reply failed, say): name the conversation after this one.
+        plan = dataclasses.replace(plan, name_after=True, question_text=question.content)
+    return TurnStart(question, reply, plan)
 
 
 def edit_and_resend(
     user: AbstractBaseUser, conversation: Conversation, message_public_id: Any, content: Any
 ) -> TurnStart:
-    """Rewrite an earlier user message: it and everything after it become previous versions."""
+    """A new version of a question, beside the old one, and a reply to it, both shown.
+    What followed the old version stays under it, reachable by switching back."""
     content = validate_content(content)
-    try:
-        target_id = UUID(str(message_public_id))
-    except ValueError:
-        raise ServiceError("invalid_message_id", _("That message id is not valid.")) from None
+    target_id = threads.message_uuid(message_public_id)
     credential = credentials.for_turn(user)
     with transaction.atomic():
         # The row as it is now: the caller's copy may predate a rename or new settings.
         conversation = conversations.current(conversation)
         credentials.check_model(conversation, credential)
-        target = conversation.messages.filter(public_id=target_id, superseded_at=None).first()
+        shape = tree.load(conversation.pk)
+        target = shape.by_public_id(target_id)
         if target is None:
             raise ServiceError("message_not_found", _("That message is not in this conversation."))
         if target.role != Message.Role.USER:
             raise ServiceError("not_editable", _("Only your own messages can be edited."))
-        later = conversation.messages.filter(id__gte=target.pk, superseded_at=None)
-        if later.filter(status=Message.Status.STREAMING).exists():
-            raise ServiceError(
-                "generation_running",
-                _("A reply is still being written. Wait for it to finish or press Stop."),
-            )
-        superseded = list(later.values_list("public_id", flat=True))
-        later.update(superseded_at=timezone.now())
-        question = Message(conversation=conversation, role=Message.Role.USER, content=content)
+        question = Message(
+            conversation=conversation,
+            role=Message.Role.USER,
+            content=content,
+            parent_id=target.parent_id,
+        )
         reply = _insert_turn(conversation, credential, question)
+        # The new version keeps the files of the one it edits.
+        kept = attachments.copy_to(target.id, question.pk)
+        before = shape.path(conversation.shown_leaf_id)
+        shape.add(tree.Node(question.pk, target.parent_id, None, question.role, question.public_id))
+        shape.add(tree.Node(reply.pk, question.pk, None, reply.role, reply.public_id))
+        after = threads.show(conversation, shape, reply.pk)
         conversations.update_row(conversation.pk, updated_at=timezone.now())
-        events.broadcast_on_commit(conversation.public_id, frames.superseded(superseded))
-        events.broadcast_on_commit(conversation.public_id, frames.message(question))
-        events.broadcast_on_commit(conversation.public_id, frames.message(reply))
-    return TurnStart(question, reply, _plan(conversation, reply, credential, question=question))
+        shown = threads.broadcast_change(conversation, shape, before, after)
+        for item in shown[-2:]:
+            events.broadcast_on_commit(conversation.public_id, _message_frame(item))
+        history = history_of(
+            [
+                *thread_rows(target.parent_id),
+                (question.role, content, question.status, None, question.pk, bool(kept)),
+            ]
+        )
+    # A new first question: the title follows the thread shown, unless the person chose it.
+    name_after = target.parent_id is None and not conversation.title_is_custom
+    return TurnStart(
+        question,
+        reply,
+        _plan(conversation, reply, credential, history, question=question, name_after=name_after),
+    )
 
 
-def load_history(
-    conversation_id: int,
-    up_to_message_id: int,
-    files: dict[int, list[Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """The Messages API `messages` list for a reply, from one query over the active thread.
+def _message_frame(shown: tree.Shown) -> dict[str, Any]:
+    return frames.message(
+        shown.message, parent_id=shown.parent_id, version=shown.version, versions=shown.versions
+    )
+
+
+def thread_rows(message_id: int | None) -> list[tuple[Any, ...]]:
+    """A message and its ancestors, root first: (role, content, status, public_id, id,
+    has_attachments) each.
+
+    One recursive query up the parents (every turn reads it: see `conversations.rows`);
+    whether a message has attachments is part of it, so a thread without any costs no
+    second query.
+    """
+    if message_id is None:
+        return []
+    db = rows.database()
+    table = rows.table(db, Message)
+    id_, parent_, role_, content_, status_, public_id_ = (
+        rows.column(db, Message, name)
+        for name in ("id", "parent", "role", "content", "status", "public_id")
+    )
+    files, file_message = rows.table(db, Attachment), rows.column(db, Attachment, "message")
+    return rows.all_values(
+        db,
+        f"WITH RECURSIVE up(id, parent, depth) AS ("
+        f"SELECT {id_}, {parent_}, 0 FROM {table} WHERE {id_} = %s "
+        f"UNION ALL SELECT m.{id_}, m.{parent_}, up.depth + 1 FROM {table} m "
+        f"JOIN up ON m.{id_} = up.parent) "
+        f"SELECT m.{role_}, m.{content_}, m.{status_}, m.{public_id_}, m.{id_}, "
+        f"EXISTS (SELECT 1 FROM {files} f WHERE f.{file_message} = m.{id_}) "
+        f"FROM up JOIN {table} m ON m.{id_} = up.id ORDER BY up.depth DESC",
+        [message_id],
+    )
+
+
+def load_history(message_id: int | None) -> list[dict[str, Any]]:
+    """The Messages API `messages` for a reply to `message_id`: its thread, root to it."""
+    return history_of(thread_rows(message_id))
+
+
+def history_of(thread: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The Messages API `messages` list for a reply to the end of `thread` (root first).
 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
     never resent, and consecutive messages of one role are merged so roles alternate.
-    `files` (message id to its attachments, `services.attachments.of_thread`) adds an
-    `attachments` list to the messages that carry some; the generation turns them into
-    content blocks (`conversations.attachments.expand`).
+    A message with attachments (the last of the row, see `thread_rows`) carries an
+    `attachments` list; the generation turns them into content blocks
+    (`conversations.attachments.expand`).
     """
-    db = rows.database()
-    role_, content_, status_, id_, conversation_, superseded_ = (
-        rows.column(db, Message, name)
-        for name in ("role", "content", "status", "id", "conversation", "superseded_at")
-    )
-    stored = rows.all_values(
-        db,
-        # Hand-written: every turn reads it (see `conversations.rows`).
-        f"SELECT {role_}, {content_}, {status_}, {id_} FROM {rows.table(db, Message)} "
-        f"WHERE {conversation_} = %s AND {superseded_} IS NULL AND {id_} < %s ORDER BY {id_}",
-        [conversation_id, up_to_message_id],
-    )
+    with_files = [row[4] for row in thread if len(row) > 5 and row[5]]
+    files = attachments.sendable_by_message(with_files) if with_files else {}
     history: list[dict[str, Any]] = []
-    for role, content, status, message_id in stored:
+    for role, content, status, *rest in thread:
+        message_id = rest[1] if len(rest) > 1 else None
         if role == Message.Role.ASSISTANT and (
             status == Message.Status.ERROR or not content.strip()
         ):

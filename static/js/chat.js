@@ -2,8 +2,9 @@
 // the source of truth. One module per concern, wired here:
 //   chat/connection.js  the socket: reconnects with backoff, resyncs from the server
 //   chat/stream.js      applies the server's frames; a gap in `seq` means resync
-//   chat/composer.js    typing, the pending send and its resend, Stop, Regenerate
+//   chat/composer.js    typing, the pending send and its resend, Stop, Regenerate requests
 //   chat/messages.js    the message list; new messages cloned from the server's <template>
+//   chat/versions.js    versions of a message: switch, Edit in place, Regenerate; `thread`
 //   chat/decorate.js    local times and code Copy buttons on rendered messages
 //   chat/rename.js      renaming in place; the title wherever it shows
 //   chat/notice.js      the page's alert line
@@ -15,6 +16,7 @@ import { MessageList } from "./chat/messages.js";
 import { bindRename, showTitle } from "./chat/rename.js";
 import { Stream } from "./chat/stream.js";
 import { Uploads } from "./chat/uploads.js";
+import { Versions } from "./chat/versions.js";
 
 const root = document.getElementById("chat");
 
@@ -26,15 +28,20 @@ if (root) {
     const streaming = stream.isStreaming();
     composer.refresh(streaming);
     messages.refresh(streaming);
+    versions.refresh(streaming);
   };
   const connection = new Connection({
     conversationId,
     messagesUrl,
-    onFrame: (frame) => stream.apply(frame),
+    onFrame: (frame) => {
+      stream.apply(frame);
+      versions.apply(frame);
+    },
     onMessages: (html) => {
       messages.replace(html);
       refreshPage();
       messages.scrollToBottom(true);
+      versions.shown();
     },
   });
   const uploads = new Uploads({ root, form: document.getElementById("composer"), onChange: () => refreshPage() });
@@ -44,6 +51,7 @@ if (root) {
   const stream = new Stream({
     messages, connection, composer, refreshPage, showTitle: (title) => showTitle(conversationId, title),
   });
+  const versions = new Versions({ messages, connection, composer });
   bindRename(conversationId, renameUrl);
   decorate(messages.log);
   messages.scrollToBottom(true);

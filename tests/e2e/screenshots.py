@@ -45,6 +45,7 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
     from conversations import services
     from conversations.models import ApiCredential, Conversation, Message, SearchDocument
     from conversations.search import segment
+    from tests.support.turns import stored_thread
 
     for suffix in ("", "-shm", "-wal"):
         Path(f"{DATABASE}{suffix}").unlink(missing_ok=True)
@@ -73,8 +74,7 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
         SearchDocument.objects.update_or_create(
             conversation=conv, message=None, defaults={"owner": mei, "body": segment(title)}
         )
-        for turn in turns:
-            message = Message.objects.create(conversation=conv, model="hy3-preview", **turn)
+        for message in stored_thread(conv, *({"model": "hy3-preview", **t} for t in turns)):
             if message.content:
                 SearchDocument.objects.create(
                     owner=mei, conversation=conv, message=message, body=segment(message.content)

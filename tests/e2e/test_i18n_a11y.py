@@ -23,6 +23,7 @@ from tests.conftest import give_key
 from tests.e2e import axe
 from tests.e2e.conftest import _context, _finish, new_chat, sign_in_with_cookie, signed_in_page
 from tests.support.processes import DaphneProcess
+from tests.support.turns import stored_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -360,6 +361,8 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
         "Retry",
         "Message",
         "Regenerate",
+        "Edit",
+        "Next version",
         "Send",
         "Sign out",
         "English",
@@ -370,31 +373,40 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
 
 
 def _conversation_with_everything(user: Any) -> Conversation:
-    """A stored conversation with a reasoning block, code, a table and a failed reply."""
+    """A stored conversation with a reasoning block, code, a table, a failed reply, and a
+    reply with two versions (the first one shown)."""
     conversation = services.conversations.create_conversation(
         user, title="A conversation with everything"
     )
-    conversation.messages.create(role="user", content="Show me some code")
-    conversation.messages.create(
-        role="assistant",
-        model="hy3-preview",
-        thinking="They want an example. Python is a safe choice.",
-        content=(
-            "Here is **Python**, with `print`:\n\n```python\nfor i in range(3):\n"
-            '    print("hello", i)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
-            "> A quote, and a [link](https://example.com)."
-        ),
-        input_tokens=12,
-        output_tokens=40,
+    question, reply, *_ = stored_thread(
+        conversation,
+        {"role": "user", "content": "Show me some code"},
+        {
+            "role": "assistant",
+            "model": "hy3-preview",
+            "thinking": "They want an example. Python is a safe choice.",
+            "content": (
+                "Here is **Python**, with `print`:\n\n```python\nfor i in range(3):\n"
+                '    print("hello", i)\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n'
+                "> A quote, and a [link](https://example.com)."
+            ),
+            "input_tokens": 12,
+            "output_tokens": 40,
+        },
+        {"role": "user", "content": "And a second answer?"},
+        {
+            "role": "assistant",
+            "model": "hy3-preview",
+            "status": Message.Status.ERROR,
+            "error_code": "overloaded",
+            "error_message": "The model is overloaded right now. Try again in a minute.",
+        },
     )
-    conversation.messages.create(role="user", content="And a second answer?")
+    # A newer version beside the first reply; the question remembers the older one shown.
     conversation.messages.create(
-        role="assistant",
-        model="hy3-preview",
-        status=Message.Status.ERROR,
-        error_code="overloaded",
-        error_message="The model is overloaded right now. Try again in a minute.",
+        parent=question, role="assistant", model="hy3-preview", content="Another answer."
     )
+    Message.objects.filter(pk=question.pk).update(shown_child=reply)
     return conversation
 
 

@@ -29,6 +29,19 @@ def exchange(user: Any, conversation: Conversation, question: str, answer: str) 
     return Message.objects.get(pk=start.assistant_message.pk)
 
 
+def stored_thread(conversation: Conversation, *messages: dict[str, Any]) -> list[Message]:
+    """Messages stored directly (no service, no gateway) as one thread, each following the
+    one before, and shown: as the services leave a conversation."""
+    stored: list[Message] = []
+    for fields in messages:
+        parent = stored[-1] if stored else None
+        stored.append(conversation.messages.create(parent=parent, **fields))
+    if stored:
+        Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=stored[-1])
+        conversation.shown_leaf = stored[-1]
+    return stored
+
+
 def record_reply(
     user: Any,
     *,
@@ -39,9 +52,12 @@ def record_reply(
 ) -> Message:
     """A question and a finished reply with the usage the gateway reported, `at` a given time."""
     conversation = conversation or services.conversations.create_conversation(user)
-    Message.objects.create(conversation=conversation, role=Message.Role.USER, content="q")
+    question = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content="q"
+    )
     reply = Message.objects.create(
         conversation=conversation,
+        parent=question,
         role=Message.Role.ASSISTANT,
         content="a",
         model="hy3-preview",
@@ -49,6 +65,7 @@ def record_reply(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
     )
+    Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=reply)
     if at is not None:
         # created_at is auto_now_add: move it afterwards.
         Message.objects.filter(conversation=conversation).update(created_at=at)

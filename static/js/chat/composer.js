@@ -1,6 +1,6 @@
 // The composer: typing (an Enter that picks an input-method candidate is not a send; the box
-// grows with the text; a draft per conversation), the one send in flight, Stop and
-// Regenerate. A send stays pending, in sessionStorage so a reload keeps it too, until the
+// grows with the text; a draft per conversation), the one send in flight, Stop, and the
+// regenerate request of a reply's Regenerate and Retry buttons. A send stays pending, in sessionStorage so a reload keeps it too, until the
 // server stores it (a `message` with its client_id) or refuses it (an `error` echoing
 // that client_id). After a reconnect it goes again with the same client_id, which the
 // server stores at most once.
@@ -27,7 +27,6 @@ export class Composer {
     this.input = document.getElementById("composer-input");
     this.sendButton = document.getElementById("send");
     this.stopButton = document.getElementById("stop");
-    this.regenerateButton = document.getElementById("regenerate");
     this.draftKey = `draft:${conversationId}`;
     this.pendingKey = `pending:${conversationId}`;
     this.pending = this.loadPending(); // {client_id, content}: sent, not yet stored or refused
@@ -60,10 +59,10 @@ export class Composer {
       this.saveDraftSoon();
     });
     this.stopButton.addEventListener("click", () => this.stop());
-    this.regenerateButton.addEventListener("click", () => this.regenerate());
-    // The Retry button in a failed reply's alert does what Regenerate does.
+    // The Retry button in a failed reply's alert does what that reply's Regenerate does.
     this.messages.log.addEventListener("click", (event) => {
-      if (event.target.closest("[data-retry]")) this.regenerate();
+      const retry = event.target.closest("[data-retry]");
+      if (retry) this.regenerate(retry.closest("article")?.dataset.messageId);
     });
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.isStreaming()) {
@@ -154,22 +153,19 @@ export class Composer {
     this.input.focus();
   }
 
-  regenerate() {
+  // A new version of the reply `messageId` (without one: the last reply shown).
+  regenerate(messageId) {
     hideNotice();
-    if (!this.connection.send({ type: "regenerate" })) showNotice(gettext("Not connected. Try again in a moment."));
+    const frame = messageId ? { type: "regenerate", message_id: messageId } : { type: "regenerate" };
+    if (!this.connection.send(frame)) showNotice(gettext("Not connected. Try again in a moment."));
     // The button disappears while the new reply is written: keep the focus somewhere useful.
     this.input.focus();
   }
 
-  // Send, Stop and Regenerate, for the reply being written (or not) and the last message.
+  // Send and Stop, for the reply being written (or not).
   refresh(streaming) {
     this.stopButton.hidden = !streaming;
     this.sendButton.disabled = streaming || Boolean(this.pending) || this.uploads.busy();
-    const last = this.messages.last();
-    const answered = last && last.dataset.role === "assistant";
-    // A question without an answer (its reply failed to start): offer to answer it.
-    const unanswered = last && last.dataset.role === "user" && last.dataset.messageId && !this.pending;
-    this.regenerateButton.hidden = streaming || !(answered || unanswered);
   }
 
   autosize() {

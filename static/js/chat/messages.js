@@ -136,7 +136,10 @@ export class MessageList {
     const alert = this.replyPart(".message__error");
     alert.querySelector(".message__error-code").textContent = code;
     alert.querySelector(".message__error-text").textContent = text;
-    article.append(alert);
+    // Where the server renders it: above the message's buttons.
+    const actions = article.querySelector(".message__actions");
+    if (actions) actions.before(alert);
+    else article.append(alert);
   }
 
   // The stored messages, rendered by the server (after a reconnect or a lost frame).

@@ -56,10 +56,15 @@ export class Stream {
     this.connection.online();
     this.streaming = null;
     if (generation) {
-      const article = this.messages.find(generation.message_id) || this.messages.append({
-        id: generation.message_id, role: "assistant", status: "streaming", content: "",
-      });
       this.streaming = { id: generation.message_id, seq: generation.seq };
+      // The list was just rendered by the server: a reply it does not show is being written
+      // on another thread of the conversation (versions.js). Followed, not shown.
+      const article = this.messages.find(generation.message_id);
+      if (!article) {
+        this.composer.resendPending();
+        this.refreshPage();
+        return;
+      }
       this.messages.setStatus(article, "streaming");
       this.messages.body(article).textContent = generation.text;
       if (generation.thinking) {
@@ -128,9 +133,13 @@ export class Stream {
 
   onDone(frame) {
     const stick = this.messages.isNearBottom();
-    const article = this.messages.find(frame.message_id) || this.messages.append({
-      id: frame.message_id, role: "assistant", status: frame.status, content: "",
-    });
+    const article = this.messages.find(frame.message_id);
+    if (!article) {
+      // A reply of another thread (not shown here) ended.
+      if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
+      this.refreshPage();
+      return;
+    }
     const body = this.messages.body(article);
     body.classList.remove("message__body--plain");
     body.innerHTML = frame.html; // rendered and sanitised by the server (nh3)

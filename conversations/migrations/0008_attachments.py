@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('conversations', '0004_verbose_names'),
+        ('conversations', '0007_remove_message_superseded_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
