@@ -233,6 +233,43 @@ STORAGES = {
         )
     },
 }
+# Attachments: on the file system under MEDIA_ROOT (never served as static files: only
+# through the view that checks their owner), or in an S3-compatible object store (Tencent
+# COS, MinIO, AWS S3) when ATTACHMENTS_S3_BUCKET is set. docs/configuration.md, "Attachments".
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "var" / "media")
+ATTACHMENTS_S3_BUCKET: str = env.str("ATTACHMENTS_S3_BUCKET", default="")
+if ATTACHMENTS_S3_BUCKET:
+    STORAGES["attachments"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": ATTACHMENTS_S3_BUCKET,
+            "endpoint_url": env.str("ATTACHMENTS_S3_ENDPOINT_URL", default="") or None,
+            "region_name": env.str("ATTACHMENTS_S3_REGION", default="") or None,
+            "access_key": env.str("ATTACHMENTS_S3_ACCESS_KEY_ID", default="") or None,
+            "secret_key": env.str("ATTACHMENTS_S3_SECRET_ACCESS_KEY", default="") or None,
+            "addressing_style": env.str("ATTACHMENTS_S3_ADDRESSING_STYLE", default="") or None,
+            "location": env.str("ATTACHMENTS_S3_PREFIX", default=""),
+            # Private objects, never overwritten; read back through the app only.
+            "default_acl": None,
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
+else:
+    STORAGES["attachments"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": None},
+    }
+CHAT_ATTACHMENT_MAX_BYTES: int = env.int("CHAT_ATTACHMENT_MAX_BYTES", default=10 * 1024 * 1024)
+CHAT_ATTACHMENTS_PER_MESSAGE: int = env.int("CHAT_ATTACHMENTS_PER_MESSAGE", default=10)
+CHAT_ATTACHMENT_STORAGE_PER_USER: int = env.int(
+    "CHAT_ATTACHMENT_STORAGE_PER_USER", default=1024 * 1024 * 1024
+)
+# Characters of text kept from a text file or a PDF (about 50,000 tokens of English).
+CHAT_ATTACHMENT_TEXT_CHARS: int = env.int("CHAT_ATTACHMENT_TEXT_CHARS", default=200_000)
+# Uploaded but never sent: removed after this many hours (`manage.py purge_attachments`).
+CHAT_ATTACHMENT_UNSENT_HOURS: float = env.float("CHAT_ATTACHMENT_UNSENT_HOURS", default=24)
+
 # Serve straight from the app folders when `collectstatic` has not been run (dev, tests).
 WHITENOISE_USE_FINDERS = DEBUG or env.bool("WHITENOISE_USE_FINDERS", default=False)
 

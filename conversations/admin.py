@@ -10,15 +10,22 @@ from django import forms
 from django.contrib import admin
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import formats
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
+from conversations import attachments as attachment_files
 from conversations import services, tree, usage
-from conversations.models import ApiCredential, Conversation, Message, cloudbase_base_url
+from conversations.models import (
+    ApiCredential,
+    Attachment,
+    Conversation,
+    Message,
+    cloudbase_base_url,
+)
 
 
 class ApiCredentialForm(forms.ModelForm):
@@ -50,6 +57,8 @@ class ApiCredentialForm(forms.ModelForm):
             "base_url",
             "default_model",
             "allowed_models",
+            "vision",
+            "pdf",
             "monthly_token_quota",
             "is_active",
         ]
@@ -125,7 +134,17 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         (None, {"fields": ["user", "label", "is_active"]}),
         (
             _("Gateway"),
-            {"fields": ["scheme", "env_id", "base_url", "default_model", "allowed_models"]},
+            {
+                "fields": [
+                    "scheme",
+                    "env_id",
+                    "base_url",
+                    "default_model",
+                    "allowed_models",
+                    "vision",
+                    "pdf",
+                ]
+            },
         ),
         (_("Key"), {"fields": ["current_key", "api_key"]}),
         (
@@ -333,6 +352,36 @@ class MessageAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """What people attached: read only (a file belongs to its message; deleting the
+    conversation deletes its files)."""
+
+    list_display = ["name", "owner", "kind", "media_type", "stored", "sent", "created_at"]
+    list_filter = [("owner", admin.RelatedOnlyFieldListFilter), "kind", MonthFilter]
+    search_fields = ["name", "owner__username"]
+    list_select_related = ["owner"]
+    readonly_fields = [f.name for f in Attachment._meta.fields if f.name not in ("file", "text")]
+    exclude = ["file", "text"]
+
+    @admin.display(description=_("size"), ordering="size")
+    def stored(self, obj: Attachment) -> str:
+        return attachment_files.size(obj.size)
+
+    @admin.display(description=_("sent"), boolean=True)
+    def sent(self, obj: Attachment) -> bool:
+        return obj.message_id is not None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 # --- Users, with their usage ------------------------------------------------------------------
 def _grouped(number: int) -> str:
     # Token counts run into the millions: group digits whatever USE_THOUSAND_SEPARATOR says.
@@ -356,13 +405,26 @@ class UserAdmin(auth_admin.UserAdmin):
         "messages",
         "last_used",
         "quota_left",
+        "files_stored",
     ]
     usage_fields = [*list_display[1:], "usage_chart"]
     readonly_fields = usage_fields
     fieldsets = [*auth_admin.UserAdmin.fieldsets, (_("Usage"), {"fields": usage_fields})]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        return usage.with_usage(super().get_queryset(request))
+        stored = (
+            Attachment.objects.filter(owner=OuterRef("pk"))
+            .values("owner")
+            .annotate(total=Sum("size"))
+            .values("total")
+        )
+        return usage.with_usage(super().get_queryset(request)).annotate(
+            attachment_bytes=Subquery(stored)
+        )
+
+    @admin.display(description=_("files stored"), ordering="attachment_bytes")
+    def files_stored(self, obj: Any) -> str:
+        return attachment_files.size(obj.attachment_bytes or 0)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         services.conversations.delete_user(obj)

@@ -341,7 +341,7 @@ class ConversationConsumer(AsyncJsonWebsocketConsumer):
     async def dispatch_frame(self, frame: protocol.ClientFrame) -> None:
         if isinstance(frame, protocol.Send):
             start = await generation.send(
-                self.user, self.conversation, frame.content, frame.client_id
+                self.user, self.conversation, frame.content, frame.client_id, frame.attachments
             )
             if start.plan is None:
                 # A resend of a stored message: tell this socket, start nothing.

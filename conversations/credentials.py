@@ -35,6 +35,9 @@ class GatewayCredential:
     allowed_models: tuple[str, ...] = ()
     monthly_token_quota: int | None = None
     last_used_at: datetime | None = None
+    # What its models take besides text (ApiCredential.vision, .pdf).
+    vision: bool = True
+    pdf: bool = True
 
     @property
     def fingerprint(self) -> str:
@@ -53,6 +56,8 @@ def _from_row(row: ApiCredential) -> GatewayCredential:
         allowed_models=tuple(row.model_choices),
         monthly_token_quota=row.monthly_token_quota,
         last_used_at=row.last_used_at,
+        vision=row.vision,
+        pdf=row.pdf,
     )
 
 

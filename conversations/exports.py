@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from django.utils.translation import gettext as _
 
 from conversations import tree
-from conversations.models import Conversation, Message
+from conversations.attachments import size
+from conversations.models import Attachment, Conversation, Message
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
+    by_message: dict[int, list[Attachment]] = defaultdict(list)
+    ids = [m.pk for m in messages if m.role == Message.Role.USER]
+    for attachment in Attachment.objects.filter(message_id__in=ids).order_by("position", "id"):
+        by_message[attachment.message_id].append(attachment)
+    return by_message
 
 
 def as_json(conversation: Conversation) -> dict[str, Any]:
@@ -19,6 +29,7 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
     it is on the shown thread (`active`): nothing the model produced is missing."""
     messages, shown = tree.every_version(conversation)
     public_ids = {m.pk: m.public_id for m in messages}
+    files = _attachments(messages)
     return {
         "conversation": {
             "id": str(conversation.public_id),
@@ -47,6 +58,15 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
                 else None,
                 "parent_id": str(public_ids[m.parent_id]) if m.parent_id else None,
                 "active": m.pk in shown,
+                "attachments": [
+                    {
+                        "id": str(a.public_id),
+                        "name": a.name,
+                        "media_type": a.media_type,
+                        "size": a.size,
+                    }
+                    for a in files.get(m.pk, [])
+                ],
             }
             for m in messages
         ],
@@ -62,7 +82,9 @@ def as_markdown(conversation: Conversation) -> str:
             *[f"> {line}" for line in conversation.system_prompt.splitlines()],
             "",
         ]
-    for shown in tree.shown_thread(conversation):
+    thread = tree.shown_thread(conversation)
+    files = _attachments([shown.message for shown in thread])
+    for shown in thread:
         m = shown.message
         who = (
             _("You")
@@ -86,6 +108,17 @@ def as_markdown(conversation: Conversation) -> str:
             m.content or "_({})_".format(_("empty")),
             "",
         ]
+        attached = files.get(m.pk, [])
+        if attached:
+            lines += [
+                *[
+                    "- "
+                    + _("Attached: %(name)s (%(media_type)s, %(size)s)")
+                    % {"name": a.name, "media_type": a.media_type, "size": size(a.size)}
+                    for a in attached
+                ],
+                "",
+            ]
         if m.error_code:
             lines += [
                 "> "

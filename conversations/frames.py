@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from conversations.models import Message
+from django.urls import reverse
+
+from conversations.models import Attachment, Message
 from conversations.rendering import render_markdown
 
 if TYPE_CHECKING:
@@ -13,14 +15,29 @@ if TYPE_CHECKING:
 
 
 def message(
-    msg: Message, *, parent_id: UUID | None = None, version: int = 1, versions: int = 1
+    msg: Message,
+    *,
+    parent_id: UUID | None = None,
+    version: int = 1,
+    versions: int = 1,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A message was stored. `version` counts from 1 among the messages with the same parent
-    and role; `versions` is how many there are."""
-    return {"type": "message", "message": _message(msg, parent_id, version, versions)}
+    and role; `versions` is how many there are; `attachments` as `attachment` describes
+    them (none by default)."""
+    return {
+        "type": "message",
+        "message": _message(msg, parent_id, version, versions, attachments or []),
+    }
 
 
-def _message(msg: Message, parent_id: UUID | None, version: int, versions: int) -> dict[str, Any]:
+def _message(
+    msg: Message,
+    parent_id: UUID | None,
+    version: int,
+    versions: int,
+    attachments: list[dict[str, Any]],
+) -> dict[str, Any]:
     return {
         "id": str(msg.public_id),
         "role": msg.role,
@@ -30,14 +47,36 @@ def _message(msg: Message, parent_id: UUID | None, version: int, versions: int) 
         "parent_id": str(parent_id) if parent_id is not None else None,
         "version": version,
         "versions": versions,
+        "attachments": attachments,
     }
 
 
-def thread(shown: list[Shown]) -> dict[str, Any]:
-    """The shown thread changed (switch, regenerate, edit): all of it, root first."""
+def thread(
+    shown: list[Shown], attachments: dict[int, list[dict[str, Any]]] | None = None
+) -> dict[str, Any]:
+    """The shown thread changed (switch, regenerate, edit): all of it, root first, each
+    message with its attachments (`attachments`: by message id)."""
+    files = attachments or {}
     return {
         "type": "thread",
-        "messages": [_message(s.message, s.parent_id, s.version, s.versions) for s in shown],
+        "messages": [
+            _message(s.message, s.parent_id, s.version, s.versions, files.get(s.message.pk, []))
+            for s in shown
+        ],
+    }
+
+
+def attachment(item: Attachment, conversation_public_id: UUID | str) -> dict[str, Any]:
+    """An attachment as the upload answer, the `message` frame and the export JSON give it."""
+    return {
+        "id": str(item.public_id),
+        "name": item.name,
+        "media_type": item.media_type,
+        "size": item.size,
+        "url": reverse(
+            "attachment",
+            kwargs={"public_id": conversation_public_id, "attachment_id": item.public_id},
+        ),
     }
 
 

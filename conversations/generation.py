@@ -31,7 +31,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils.translation import gettext as _
 
-from conversations import control, frames, layers, services, titles, upstream
+from conversations import attachments, control, frames, layers, services, titles, upstream
 from conversations.models import Conversation, Message
 from conversations.services import ServiceError
 from conversations.services.replies import Checkpoint, Outcome
@@ -152,9 +152,19 @@ class Generation:
             await layers.best_effort(
                 partial(registry.join_control, plan.conversation_public_id), "the control group"
             )
+            messages = plan.history
+            if any("attachments" in message for message in messages):
+                # Files are read from storage (a disk, or S3 over the network): off the loop.
+                messages = await asyncio.to_thread(
+                    attachments.expand,
+                    messages,
+                    services.attachments.read,
+                    images=plan.credential.vision,
+                    pdfs=plan.credential.pdf,
+                )
             request = upstream.TurnRequest(
                 model=plan.model,
-                messages=plan.history,
+                messages=messages,
                 max_tokens=plan.max_tokens,
                 system=plan.system,
                 temperature=plan.temperature,
@@ -504,12 +514,16 @@ async def _launch(start: TurnStart) -> TurnStart:
 
 
 async def send(
-    user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    content: Any,
+    client_id: str = "",
+    attachment_ids: tuple[str, ...] = (),
 ) -> TurnStart:
     _refuse_while_draining(sent_again=True)
     with registry.titles.starting():
         start = await services.events.call(
-            services.turns.start_turn, user, conversation, content, client_id
+            services.turns.start_turn, user, conversation, content, client_id, attachment_ids
         )
     return await _launch(start)
 

@@ -174,6 +174,21 @@ def allow_registered_close_codes() -> None:
     cls.sendClose = send_close
 
 
+def purge_at_start() -> None:
+    """Remove the attachments uploaded but never sent (`manage.py purge_attachments`), in a
+    thread of its own: files may be in S3, and the loop serves meanwhile."""
+
+    def run() -> None:
+        try:
+            services.attachments.purge_unsent()
+        except Exception:
+            logger.exception("Removing attachments that were never sent failed")
+        finally:
+            connection.close()
+
+    threading.Thread(target=run, name="purge-attachments", daemon=True).start()
+
+
 def install() -> None:
     """Under Daphne: recover at start, drain on SIGTERM/SIGINT, send 1012 and 1013.
 
@@ -192,6 +207,7 @@ def _started(reactor: Any) -> None:
     # Twisted has just installed its signal handlers (they stop the reactor at once):
     # ours replace them.
     recover_at_start()
+    purge_at_start()
     drain = Drain(reactor.stop, settings.CHAT_SHUTDOWN_GRACE)
 
     def handle(signum: int, frame: Any) -> None:

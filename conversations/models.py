@@ -4,11 +4,16 @@ Models hold data and small derived properties only; every change goes through
 `conversations.services`.
 """
 
+import secrets
 import uuid
 
 from django.conf import settings
+from django.core.files.storage import Storage, storages
+from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
+from django.dispatch import receiver
+from django.utils.functional import LazyObject, empty
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -180,6 +185,10 @@ class ApiCredential(models.Model):
     monthly_token_quota = models.PositiveBigIntegerField(
         _("monthly token quota"), null=True, blank=True
     )
+    # What the gateway's models take besides text. Off: images are refused at upload, and
+    # PDFs go as their extracted text.
+    vision = models.BooleanField(_("models take images"), default=True)
+    pdf = models.BooleanField(_("models take PDFs"), default=True)
     is_active = models.BooleanField(_("active"), default=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -207,6 +216,90 @@ class ApiCredential(models.Model):
         if self.default_model not in models_:
             models_.insert(0, self.default_model)
         return models_
+
+
+class AttachmentStorage(LazyObject):
+    """The `attachments` storage of settings.STORAGES: the file system under MEDIA_ROOT by
+    default, an S3-compatible store when configured. Looked up when first used, and again
+    after STORAGES changes (as Django's `default_storage`), not when models load."""
+
+    def _setup(self) -> None:
+        self._wrapped = storages["attachments"]
+
+
+attachments_store = AttachmentStorage()
+
+
+@receiver(setting_changed, dispatch_uid="attachments-store")
+def _storages_changed(setting: str, **kwargs: object) -> None:
+    if setting in ("STORAGES", "MEDIA_ROOT"):
+        attachments_store._wrapped = empty
+
+
+def attachment_storage() -> Storage:
+    return attachments_store  # type: ignore[return-value]
+
+
+def attachment_path(instance: "Attachment", filename: str) -> str:
+    # Unguessable, and nothing of the person or the file's name in it.
+    return f"attachments/{secrets.token_hex(16)}"
+
+
+class Attachment(models.Model):
+    """A file attached to a person's message: uploaded first, then sent with a message."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("image")
+        PDF = "pdf", _("PDF")
+        TEXT = "text", _("text")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        verbose_name=_("owner"),
+    )
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.CASCADE,
+        related_name="attachments",
+        verbose_name=_("conversation"),
+    )
+    # None until the message it was uploaded for is sent.
+    message = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="attachments",
+        verbose_name=_("message"),
+    )
+    # Its place among the files of its message: the order they were attached in `send`.
+    position = models.PositiveSmallIntegerField(_("position"), default=0)
+    name = models.CharField(_("name"), max_length=200)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    media_type = models.CharField(_("media type"), max_length=100)
+    size = models.PositiveBigIntegerField(_("size in bytes"))
+    file = models.FileField(
+        _("file"), upload_to=attachment_path, storage=attachment_storage, max_length=200
+    )
+    # A text file's text, or the text extracted from a PDF (sent to models without PDFs).
+    text = models.TextField(_("text"), blank=True)
+    width = models.PositiveIntegerField(_("width"), null=True, blank=True)
+    height = models.PositiveIntegerField(_("height"), null=True, blank=True)
+    created_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("attachment")
+        verbose_name_plural = _("attachments")
+        indexes = [
+            models.Index(fields=["message"], name="attachment_message"),
+            models.Index(fields=["owner", "created_at"], name="attachment_owner_time"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class SearchDocument(models.Model):

@@ -27,6 +27,8 @@ class Send:
     # that knows the rules for a message's text.
     content: Any
     client_id: str = ""
+    # Ids of files uploaded for this message (`POST /c/<uuid>/attachments/`), in order.
+    attachments: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ def client_id_of(value: Any) -> str | None:
     return None
 
 
+UUID_TEXT = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+
+
 def parse(value: Any) -> ClientFrame:
     if not isinstance(value, dict):
         raise ProtocolError("invalid_frame", _("A frame must be a JSON object with a “type”."))
@@ -104,7 +109,17 @@ def parse(value: Any) -> ClientFrame:
             )
         if "content" not in value:
             raise ProtocolError("missing_content", _("A “send” frame needs “content”."))
-        return Send(content=value["content"], client_id=client_id)
+        attachments = value.get("attachments") or []
+        if (
+            not isinstance(attachments, list)
+            or not all(isinstance(item, str) and UUID_TEXT.match(item) for item in attachments)
+            or len(set(attachments)) != len(attachments)
+        ):
+            raise ProtocolError(
+                "invalid_attachments",
+                _("“attachments” must be a list of distinct attachment ids."),
+            )
+        return Send(content=value["content"], client_id=client_id, attachments=tuple(attachments))
     if kind == "stop":
         return Stop()
     if kind == "regenerate":

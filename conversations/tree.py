@@ -17,7 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from uuid import UUID
 
-from conversations.models import Conversation, Message
+from django.db.models import Prefetch
+
+from conversations.models import Attachment, Conversation, Message
 
 
 @dataclass
@@ -93,7 +95,12 @@ class Tree:
 
     def shown(self, path: list[int]) -> list[Shown]:
         """The messages of a thread, read whole, with their places among their versions."""
-        messages = Message.objects.in_bulk(path)
+        # Their attachments in one more query, with the conversation their URLs name.
+        files = Prefetch(
+            "attachments",
+            queryset=Attachment.objects.select_related("conversation").order_by("position", "id"),
+        )
+        messages = Message.objects.prefetch_related(files).in_bulk(path)
         result: list[Shown] = []
         for message_id in path:
             versions = self.versions(message_id)

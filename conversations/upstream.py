@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ from django.utils.translation import gettext as _
 
 from conversations.credentials import GatewayCredential
 from conversations.text import clean
+
+# Words of a gateway's 400 that is about an attachment (Anthropic's, CloudBase's, in English).
+ATTACHMENT_WORDS = re.compile(r"\b(image|images|document|pdf|media[_ ]type|base64)\b", re.I)
 
 logger = logging.getLogger(__name__)
 
@@ -407,6 +411,18 @@ def _for_status(
             % {"status": status},
             status_code=status,
             retryable=True,
+        )
+    if status in (400, 422) and detail and ATTACHMENT_WORDS.search(detail):
+        # A model that takes no images or PDFs, an image it cannot read, a document too
+        # long: said about the file, not as a broken request.
+        return UpstreamError(
+            "attachment_refused",
+            _(
+                "The gateway refused an attached file: %(detail)s Remove it, or ask an "
+                "administrator whether this model takes images and PDFs."
+            )
+            % {"detail": detail},
+            status_code=status,
         )
     if status in (400, 422):
         text = _("The gateway rejected the request.")

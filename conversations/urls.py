@@ -1,6 +1,6 @@
 from django.urls import path
 
-from conversations import views
+from conversations import attachment_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,4 +14,10 @@ urlpatterns = [
     path("c/<uuid:public_id>/settings/", views.conversation_settings, name="settings"),
     path("c/<uuid:public_id>/export.md", views.export_markdown, name="export_md"),
     path("c/<uuid:public_id>/export.json", views.export_json, name="export_json"),
+    path("c/<uuid:public_id>/attachments/", attachment_views.upload, name="attachments"),
+    path(
+        "c/<uuid:public_id>/attachments/<uuid:attachment_id>/",
+        attachment_views.serve,
+        name="attachment",
+    ),
 ]

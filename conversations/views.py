@@ -38,6 +38,10 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
         "has_key": credential is not None,
         "is_demo": bool(credential and credential.is_demo),
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        # Attach offers images only where the person's models take them.
+        "takes_images": credential is None or credential.vision,
+        "max_file_bytes": settings.CHAT_ATTACHMENT_MAX_BYTES,
+        "max_files": settings.CHAT_ATTACHMENTS_PER_MESSAGE,
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.admin.models import LogEntry
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from conversations import credentials, generation, services, usage
@@ -401,3 +402,22 @@ def test_the_user_autocomplete_of_the_credential_form_still_works(admin_client, 
     )
     assert response.status_code == 200
     assert [r["text"] for r in response.json()["results"]] == ["alice"]
+
+
+def test_the_admin_lists_attachments_and_each_persons_storage(
+    admin_client, alice, settings, tmp_path
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "attachments": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path},
+        },
+    }
+    services.credentials.set_api_key(alice, key="sk-admin-files", base_url="http://127.0.0.1:9")
+    conversation = services.conversations.create_conversation(alice)
+    services.attachments.upload(alice, conversation, SimpleUploadedFile("minutes.txt", b"x" * 2048))
+    listing = admin_client.get("/admin/conversations/attachment/").content.decode()
+    assert "minutes.txt" in listing and "2.0 KB" in listing
+    users = admin_client.get("/admin/auth/user/").content.decode()
+    assert "files stored" in users.lower() and "2.0 KB" in users

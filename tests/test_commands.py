@@ -97,6 +97,19 @@ def test_set_api_key_sets_the_allowed_models_and_always_allows_the_default(alice
     assert credentials.resolve(alice).allowed_models == ("hy3-preview",)
 
 
+def test_set_api_key_says_whether_the_models_take_images_and_pdfs(alice):
+    argv = ["set_api_key", "alice", "--env-id", "e"]
+    output = run(*argv, stdin=KEY)
+    assert "images yes, PDFs yes" in output  # the protocol carries both
+    run(*argv, "--no-vision", "--no-pdf", stdin=KEY)
+    credential = credentials.resolve(alice)
+    assert (credential.vision, credential.pdf) == (False, False)
+    run(*argv, stdin=KEY)  # omitted: kept
+    assert ApiCredential.objects.get(user=alice, is_active=True).vision is False
+    output = run(*argv, "--vision", stdin=KEY)
+    assert "images yes, PDFs no" in output
+
+
 @pytest.mark.parametrize(
     "models", ["", "hy3-large,,hunyuan-t1", "hy3-large,", "hy3 large", "m" * 101]
 )

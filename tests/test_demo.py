@@ -141,3 +141,28 @@ def test_a_whole_stream_ends_with_message_stop_and_counts_its_tokens(gateway):
     assert events.count("content_block_delta") == 3
     (record,) = gateway.requests
     assert record.tokens_sent == 3 and record.completed
+
+
+def test_the_demo_reply_says_which_files_it_was_sent():
+    body = {
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": ""},
+                    },
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": ""},
+                    },
+                    {"type": "text", "text": "File: data.csv\n\na,b"},
+                    {"type": "text", "text": "What is this?"},
+                ],
+            }
+        ]
+    }
+    reply = demo_reply(body)
+    assert "You attached 1 image(s) and 1 PDF document(s) and the file(s) `data.csv`" in reply
+    assert "What is this?" in reply

@@ -116,7 +116,12 @@ def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> 
     ).group(1)
     # One message of each role, not stored yet (no ids), as the script first adds it.
     user, assistant, rest = template.split("</article>")
-    assert not rest.strip() and "data-message-id" not in template and ' id="m-' not in template
+    assert "data-message-id" not in template and ' id="m-' not in template
+    # Then the two kinds of attached file a message shows, empty, from _attachment.html.
+    image, file, end = rest.strip().split("</li>")
+    assert image.startswith('<li class="attachment attachment--image">') and "<img" in image
+    assert file.strip().startswith('<li class="attachment attachment--file">') and not end
+    assert '<ul class="message__files" aria-label="Attached files"></ul>' in user
     assert 'class="message message--user" data-role="user" data-status="complete">' in user
     assert '<span class="message__author">You</span>' in user
     assert 'data-role="assistant" data-status="streaming" aria-busy="true">' in assistant

@@ -30,6 +30,7 @@ class Script:
     thinking: str = ""  # streamed first, as a `thinking` block
     unknown_block: bool = False  # an extra block of a type no client knows
     status: int = 200  # an HTTP error status with an Anthropic-style JSON error body
+    error_message: str = ""  # that body's message (default: "Fake gateway error <status>")
     retry_after: str | None = None
     json_error_200: bool = False  # status 200 with a JSON error body (seen on CloudBase)
     headers_delay: float = 0.0  # silence before the response headers
@@ -87,13 +88,42 @@ def demo_reply(body: dict[str, Any]) -> str:
     question = DIRECTIVE.sub("", last).strip()
     quoted = question if len(question) <= 120 else question[:117] + "..."
     turns = sum(1 for m in messages if m.get("role") == "user")
+    attached = _attached(messages)
     return (
         f"This reply comes from the **offline demo model**, not a real one. You wrote: “{quoted}”\n\n"
+        f"{attached}"
         f"It is turn {turns} of this conversation, and the whole history was sent with it. "
         "Replies render as Markdown, for example a list:\n\n"
         "- streamed token by token\n- stored as it arrives\n- kept when you reload\n\n"
         "and code:\n\n```python\nprint('hello from the demo gateway')\n```\n"
     )
+
+
+def _attached(messages: list[dict[str, Any]]) -> str:
+    """A sentence on the files of the last user message, as a real model would see them."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return ""
+        kinds = [part.get("type") for part in content or [] if isinstance(part, dict)]
+        files = [
+            part.get("text", "").split("\n", 1)[0][len("File: ") :]
+            for part in content or []
+            if isinstance(part, dict) and str(part.get("text", "")).startswith("File: ")
+        ]
+        said = []
+        if kinds.count("image"):
+            said.append(f"{kinds.count('image')} image(s)")
+        if kinds.count("document"):
+            said.append(f"{kinds.count('document')} PDF document(s)")
+        if files:
+            said.append("the file(s) " + ", ".join(f"`{name}`" for name in files))
+        return (
+            f"You attached {' and '.join(said)}; a real model would read them.\n\n" if said else ""
+        )
+    return ""
 
 
 def demo_title(body: dict[str, Any]) -> str:

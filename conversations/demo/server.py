@@ -217,7 +217,10 @@ class FakeGateway:
                 script.status,
                 {
                     "type": "error",
-                    "error": {"type": error_type, "message": f"Fake gateway error {script.status}"},
+                    "error": {
+                        "type": error_type,
+                        "message": script.error_message or f"Fake gateway error {script.status}",
+                    },
                 },
                 extra,
             )

@@ -9,7 +9,9 @@
 - `replies`: checkpoints, the final save, the reaper, what a connecting socket is told;
 - `credentials`: the credential a turn uses (limits, allowed models) and the
   administrator's writes;
-- `search_index`: the search entries the others write beside their rows.
+- `search_index`: the search entries the others write beside their rows;
+- `attachments`: uploaded files, linked to the message they are sent with, removed with
+  their conversation or when never sent.
 
 Consumers (through `generation`), views, the admin (its saves and deletes too) and the
 management commands call these functions; no other code writes conversations, messages or
@@ -40,6 +42,7 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseError, UnicodeEncodeError
 # The subjects, reachable as `services.turns` etc. once the package is imported. Last:
 # each of them imports ServiceError from here.
 from conversations.services import (  # noqa: E402
+    attachments,
     conversations,
     credentials,
     events,
@@ -52,6 +55,7 @@ from conversations.services import (  # noqa: E402
 __all__ = [
     "STORAGE_ERRORS",
     "ServiceError",
+    "attachments",
     "conversations",
     "credentials",
     "events",

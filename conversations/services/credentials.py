@@ -164,8 +164,13 @@ def set_api_key(
     model: str = "",
     label: str = "",
     allowed_models: list[str] | None = None,
+    vision: bool | None = None,
+    pdf: bool | None = None,
 ) -> ApiCredential:
     """Give `user` (None: the instance default) this credential, replacing the active one.
+
+    `vision` and `pdf` (what the models take besides text) None keep what the replaced
+    credential said (yes for a new one).
 
     `allowed_models` None keeps the list the replaced credential had (none for a new one:
     the default model only); a list replaces it (see `allowed_models_text`).
@@ -195,6 +200,10 @@ def set_api_key(
                 credential.default_model, allowed_models
             )
         credential.label = clean(label) or credential.label
+        if vision is not None:
+            credential.vision = vision
+        if pdf is not None:
+            credential.pdf = pdf
         credential.is_active = True
         credential.set_key(key)
         credential.full_clean(exclude=["key_encrypted"])

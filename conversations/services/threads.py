@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from conversations import frames, tree
 from conversations.models import Conversation, Message
-from conversations.services import ServiceError, conversations, events
+from conversations.services import ServiceError, attachments, conversations, events
 
 
 def message_uuid(value: Any) -> UUID:
@@ -59,7 +59,11 @@ def broadcast_change(
     if left:
         events.broadcast_on_commit(conversation.public_id, frames.superseded(left))
     shown = shape.shown(after)
-    events.broadcast_on_commit(conversation.public_id, frames.thread(shown))
+    files = {
+        message_id: [frames.attachment(a, conversation.public_id) for a in attached]
+        for message_id, attached in attachments.of_messages(after).items()
+    }
+    events.broadcast_on_commit(conversation.public_id, frames.thread(shown, files))
     return shown
 
 

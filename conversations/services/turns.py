@@ -19,9 +19,10 @@ from django.utils.translation import gettext as _
 
 from conversations import frames, rows, tree
 from conversations.credentials import GatewayCredential
-from conversations.models import ApiCredential, Conversation, Message
+from conversations.models import ApiCredential, Attachment, Conversation, Message
 from conversations.services import (
     ServiceError,
+    attachments,
     conversations,
     credentials,
     events,
@@ -68,13 +69,13 @@ class TurnStart:
     plan: TurnPlan | None  # None: an idempotent resend of a turn already stored
 
 
-def validate_content(content: Any) -> str:
+def validate_content(content: Any, *, allow_empty: bool = False) -> str:
     """The text of a message a person sends, cleaned (`conversations.text`: NUL removed,
     lone surrogates replaced), or a ServiceError saying why it cannot be sent."""
     if not isinstance(content, str):
         raise ServiceError("invalid_content", _("A message must be text."))
     content = clean(content)
-    if not content.strip():
+    if not content.strip() and not allow_empty:
         raise ServiceError("empty_message", _("Type a message before sending."))
     limit = settings.CHAT_MAX_MESSAGE_CHARS
     if len(content) > limit:
@@ -181,16 +182,22 @@ def _insert_turn(
 
 
 def start_turn(
-    user: AbstractBaseUser, conversation: Conversation, content: Any, client_id: str = ""
+    user: AbstractBaseUser,
+    conversation: Conversation,
+    content: Any,
+    client_id: str = "",
+    attachment_ids: tuple[str, ...] | list[str] = (),
 ) -> TurnStart:
     """Store the user's message, continuing the shown thread, and the assistant placeholder
     in one transaction.
 
     A resend of a stored `client_id` answers with the stored message and starts nothing.
     The limits and the model are checked after the INSERT, inside the transaction: a resend
-    is neither counted nor refused, and a refused turn rolls back and stores nothing.
+    is neither counted nor refused, and a refused turn rolls back and stores nothing. With
+    attachments (uploaded for this conversation, not yet sent) the text may be empty.
     """
-    content = validate_content(content)
+    ids = attachments.validate_ids(list(attachment_ids))
+    content = validate_content(content, allow_empty=bool(ids))
     credential = credentials.of_user(user)
     try:
         with transaction.atomic():
@@ -206,6 +213,7 @@ def start_turn(
                 parent_id=leaf_id,
             )
             reply = _insert_turn(conversation, credential, question)
+            files = attachments.link(conversation, ids, question.pk)
             credentials.within_limits(user, credential)
             credentials.check_model(conversation, credential)
             # The leaf had no children (a shown thread ends where nothing follows): the new
@@ -225,8 +233,10 @@ def start_turn(
                 )
             conversations.update_row(conversation.pk, **changes)
             leaf_public_id = UUID(str(thread[-1][3])) if thread else None
+            described = [frames.attachment(f, conversation.public_id) for f in files]
             events.broadcast_on_commit(
-                conversation.public_id, frames.message(question, parent_id=leaf_public_id)
+                conversation.public_id,
+                frames.message(question, parent_id=leaf_public_id, attachments=described),
             )
             events.broadcast_on_commit(
                 conversation.public_id, frames.message(reply, parent_id=question.public_id)
@@ -235,7 +245,12 @@ def start_turn(
                 conversation,
                 reply,
                 credential,
-                history_of([*thread, (question.role, content, question.status, None)]),
+                history_of(
+                    [
+                        *thread,
+                        (question.role, content, question.status, None, question.pk, bool(files)),
+                    ]
+                ),
                 name_after=name_after,
                 first_title=first_title,
                 question=question,
@@ -340,6 +355,8 @@ def edit_and_resend(
             parent_id=target.parent_id,
         )
         reply = _insert_turn(conversation, credential, question)
+        # The new version keeps the files of the one it edits.
+        kept = attachments.copy_to(target.id, question.pk)
         before = shape.path(conversation.shown_leaf_id)
         shape.add(tree.Node(question.pk, target.parent_id, None, question.role, question.public_id))
         shape.add(tree.Node(reply.pk, question.pk, None, reply.role, reply.public_id))
@@ -349,7 +366,10 @@ def edit_and_resend(
         for item in shown[-2:]:
             events.broadcast_on_commit(conversation.public_id, _message_frame(item))
         history = history_of(
-            [*thread_rows(target.parent_id), (question.role, content, question.status, None)]
+            [
+                *thread_rows(target.parent_id),
+                (question.role, content, question.status, None, question.pk, bool(kept)),
+            ]
         )
     # A new first question: the title follows the thread shown, unless the person chose it.
     name_after = target.parent_id is None and not conversation.title_is_custom
@@ -367,9 +387,12 @@ def _message_frame(shown: tree.Shown) -> dict[str, Any]:
 
 
 def thread_rows(message_id: int | None) -> list[tuple[Any, ...]]:
-    """A message and its ancestors, root first: (role, content, status, public_id) each.
+    """A message and its ancestors, root first: (role, content, status, public_id, id,
+    has_attachments) each.
 
-    One recursive query up the parents (every turn reads it: see `conversations.rows`).
+    One recursive query up the parents (every turn reads it: see `conversations.rows`);
+    whether a message has attachments is part of it, so a thread without any costs no
+    second query.
     """
     if message_id is None:
         return []
@@ -379,13 +402,15 @@ def thread_rows(message_id: int | None) -> list[tuple[Any, ...]]:
         rows.column(db, Message, name)
         for name in ("id", "parent", "role", "content", "status", "public_id")
     )
+    files, file_message = rows.table(db, Attachment), rows.column(db, Attachment, "message")
     return rows.all_values(
         db,
         f"WITH RECURSIVE up(id, parent, depth) AS ("
         f"SELECT {id_}, {parent_}, 0 FROM {table} WHERE {id_} = %s "
         f"UNION ALL SELECT m.{id_}, m.{parent_}, up.depth + 1 FROM {table} m "
         f"JOIN up ON m.{id_} = up.parent) "
-        f"SELECT m.{role_}, m.{content_}, m.{status_}, m.{public_id_} "
+        f"SELECT m.{role_}, m.{content_}, m.{status_}, m.{public_id_}, m.{id_}, "
+        f"EXISTS (SELECT 1 FROM {files} f WHERE f.{file_message} = m.{id_}) "
         f"FROM up JOIN {table} m ON m.{id_} = up.id ORDER BY up.depth DESC",
         [message_id],
     )
@@ -401,17 +426,29 @@ def history_of(thread: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
     never resent, and consecutive messages of one role are merged so roles alternate.
+    A message with attachments (the last of the row, see `thread_rows`) carries an
+    `attachments` list; the generation turns them into content blocks
+    (`conversations.attachments.expand`).
     """
+    with_files = [row[4] for row in thread if len(row) > 5 and row[5]]
+    files = attachments.sendable_by_message(with_files) if with_files else {}
     history: list[dict[str, Any]] = []
-    for role, content, status, *_rest in thread:
+    for role, content, status, *rest in thread:
+        message_id = rest[1] if len(rest) > 1 else None
         if role == Message.Role.ASSISTANT and (
             status == Message.Status.ERROR or not content.strip()
         ):
             continue
+        attached = files.get(message_id) if files else None
         if history and history[-1]["role"] == role:
-            history[-1]["content"] += "\n\n" + content
+            if content:
+                history[-1]["content"] += ("\n\n" if history[-1]["content"] else "") + content
+            if attached:
+                history[-1].setdefault("attachments", []).extend(attached)
         else:
             history.append({"role": role, "content": content})
+            if attached:
+                history[-1]["attachments"] = list(attached)
     # The API wants the first message from the user.
     while history and history[0]["role"] != Message.Role.USER:
         history.pop(0)

@@ -1,6 +1,8 @@
 from django import template
+from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
+from conversations.models import Attachment
 from conversations.rendering import render_markdown
 
 register = template.Library()
@@ -17,3 +19,17 @@ def message_prototypes() -> list[dict[str, str]]:
     """The messages the chat page's <template> holds: one of each role, as the script first
     adds it (a question just sent, a reply that starts streaming)."""
     return [{"role": "user", "status": "complete"}, {"role": "assistant", "status": "streaming"}]
+
+
+@register.filter
+def attachment_url(attachment: Attachment | None) -> str:
+    """The owner-only URL of an attachment (its conversation is fetched with it)."""
+    if not isinstance(attachment, Attachment):
+        return ""
+    return reverse(
+        "attachment",
+        kwargs={
+            "public_id": attachment.conversation.public_id,
+            "attachment_id": attachment.public_id,
+        },
+    )

@@ -8,12 +8,14 @@
 //   chat/decorate.js    local times and code Copy buttons on rendered messages
 //   chat/rename.js      renaming in place; the title wherever it shows
 //   chat/notice.js      the page's alert line
+//   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { decorate } from "./chat/decorate.js";
 import { MessageList } from "./chat/messages.js";
 import { bindRename, showTitle } from "./chat/rename.js";
 import { Stream } from "./chat/stream.js";
+import { Uploads } from "./chat/uploads.js";
 import { Versions } from "./chat/versions.js";
 
 const root = document.getElementById("chat");
@@ -42,8 +44,9 @@ if (root) {
       versions.shown();
     },
   });
+  const uploads = new Uploads({ root, form: document.getElementById("composer"), onChange: () => refreshPage() });
   const composer = new Composer({
-    conversationId, connection, messages, refreshPage, isStreaming: () => stream.isStreaming(),
+    conversationId, connection, messages, uploads, refreshPage, isStreaming: () => stream.isStreaming(),
   });
   const stream = new Stream({
     messages, connection, composer, refreshPage, showTitle: (title) => showTitle(conversationId, title),

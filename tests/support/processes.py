@@ -151,3 +151,30 @@ async def connect(server: DaphneProcess, cookie: bytes, conversation_id: Any) ->
         additional_headers={"Cookie": cookie.decode(), "Origin": server.http_url},
         open_timeout=10,
     )
+
+
+class S3Server:
+    """moto's S3-compatible server in a process of its own: the real S3 API over HTTP, as
+    django-storages and boto3 speak it to Tencent COS, MinIO or AWS."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> S3Server:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until_listening(self.port, self.process, 30, lambda: "")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

@@ -3,6 +3,7 @@ never from the command line, where other users and shell history could see it.""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import sys
 from typing import Any
@@ -38,6 +39,19 @@ class Command(BaseCommand):
             "always allowed (added if left out). Omitted: keep the current list",
         )
         parser.add_argument("--label", default="")
+        parser.add_argument(
+            "--vision",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="whether the models take images (new credentials: yes). Omitted: keep",
+        )
+        parser.add_argument(
+            "--pdf",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="whether the models take PDFs; without, their text is sent (new "
+            "credentials: yes). Omitted: keep",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["instance_default"] == bool(options["username"]):
@@ -66,6 +80,8 @@ class Command(BaseCommand):
                     if options["allowed_models"] is None
                     else options["allowed_models"].split(",")
                 ),
+                vision=options["vision"],
+                pdf=options["pdf"],
             )
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
@@ -74,5 +90,6 @@ class Command(BaseCommand):
         owner = user.get_username() if user else "the instance default"
         self.stdout.write(
             f"Saved key {credential.key_hint} for {owner} at {credential.base_url} (model {credential.default_model}; "
-            f"allowed: {', '.join(credential.model_choices)})."
+            f"allowed: {', '.join(credential.model_choices)}; images "
+            f"{'yes' if credential.vision else 'no'}, PDFs {'yes' if credential.pdf else 'no'})."
         )

@@ -17,8 +17,9 @@ function newClientId() {
 }
 
 export class Composer {
-  constructor({ conversationId, connection, messages, isStreaming, refreshPage }) {
+  constructor({ conversationId, connection, messages, uploads, isStreaming, refreshPage }) {
     this.connection = connection;
+    this.uploads = uploads; // files for the next message (uploads.js)
     this.messages = messages;
     this.isStreaming = isStreaming;
     this.refreshPage = refreshPage;
@@ -73,20 +74,26 @@ export class Composer {
 
   submit() {
     const content = this.input.value;
-    if (!content.trim()) return;
+    const files = this.uploads.ready();
+    if (!content.trim() && !files.length) return;
     if (this.isStreaming() || this.pending) {
       showNotice(gettext("A reply is still being written. Wait for it to finish or press Stop."));
       return;
     }
+    if (this.uploads.busy()) {
+      showNotice(gettext("Wait until the files are uploaded."));
+      return;
+    }
     hideNotice();
     const clientId = newClientId();
-    this.setPending({ client_id: clientId, content });
-    this.messages.append({ role: "user", status: "sending", content, client_id: clientId });
+    this.setPending({ client_id: clientId, content, attachments: files });
+    this.messages.append({ role: "user", status: "sending", content, client_id: clientId, attachments: files });
     this.input.value = "";
+    this.uploads.clear();
     localStorage.removeItem(this.draftKey);
     this.autosize();
     // Not connected: it goes when the socket is back (resendPending).
-    this.connection.send({ type: "send", content, client_id: clientId });
+    this.connection.send({ type: "send", content, client_id: clientId, attachments: files.map((file) => file.id) });
     this.refreshPage();
     this.messages.scrollToBottom(true);
     this.input.focus();
@@ -101,10 +108,13 @@ export class Composer {
       this.setPending(null);
       return;
     }
+    const files = this.pending.attachments || [];
     if (!article) {
-      this.messages.append({ role: "user", status: "sending", content: this.pending.content, client_id: this.pending.client_id });
+      this.messages.append({ role: "user", status: "sending", content: this.pending.content, client_id: this.pending.client_id, attachments: files });
     }
-    this.connection.send({ type: "send", content: this.pending.content, client_id: this.pending.client_id });
+    this.connection.send({
+      type: "send", content: this.pending.content, client_id: this.pending.client_id, attachments: files.map((file) => file.id),
+    });
   }
 
   acknowledge(clientId) {
@@ -132,6 +142,8 @@ export class Composer {
       this.input.value = pending.content;
       this.saveDraft(); // a draft again, kept on reload
     }
+    // The files are still uploaded and unsent: back to the composer with the text.
+    this.uploads.restore(pending.attachments || []);
     this.setPending(null);
     this.autosize();
   }
@@ -153,7 +165,7 @@ export class Composer {
   // Send and Stop, for the reply being written (or not).
   refresh(streaming) {
     this.stopButton.hidden = !streaming;
-    this.sendButton.disabled = streaming || Boolean(this.pending);
+    this.sendButton.disabled = streaming || Boolean(this.pending) || this.uploads.busy();
   }
 
   autosize() {

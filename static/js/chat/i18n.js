@@ -2,3 +2,11 @@
 // module and its gettext is global. Modules call it by that name, `gettext("...")`, which
 // is what `makemessages -d djangojs` looks for.
 export const gettext = typeof window.gettext === "function" ? window.gettext : (text) => text;
+// Django's catalog's interpolate: "%s" filled in order from `values`.
+export const interpolate =
+  typeof window.interpolate === "function"
+    ? window.interpolate
+    : (format, values) => {
+        let index = 0;
+        return format.replace(/%s/g, () => String(values[index++]));
+      };

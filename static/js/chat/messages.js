@@ -4,6 +4,7 @@
 // shown live and the same message after a reload are the same markup.
 import { decorate, localiseTimes } from "./decorate.js";
 import { gettext } from "./i18n.js";
+import { formatSize } from "./uploads.js";
 
 // Within this distance of the end, the list follows a growing reply.
 const STICK_PX = 80;
@@ -50,10 +51,36 @@ export class MessageList {
     article.querySelector("time").dateTime = new Date().toISOString();
     localiseTimes(article);
     this.body(article).textContent = message.content || "";
+    this.showFiles(article, message.attachments || []);
     this.log.append(article);
     this.setStatus(article, message.status);
     document.getElementById("log-empty")?.setAttribute("hidden", "");
     return article;
+  }
+
+  // A message's attached files ({id, name, media_type, size, url}), as _attachment.html shows them.
+  showFiles(article, attachments) {
+    const list = article.querySelector(".message__files");
+    if (!list) return;
+    if (!attachments.length) {
+      list.remove();
+      return;
+    }
+    for (const file of attachments) {
+      const image = file.media_type.startsWith("image/");
+      const item = this.prototypes.querySelector(image ? "li.attachment--image" : "li.attachment--file").cloneNode(true);
+      item.querySelector("a").href = file.url;
+      if (image) {
+        const thumb = item.querySelector("img");
+        thumb.src = file.url;
+        thumb.alt = file.name;
+      } else {
+        item.querySelector(".attachment__icon").textContent = file.media_type === "application/pdf" ? "PDF" : "TXT";
+        item.querySelector(".attachment__name").textContent = file.name;
+        item.querySelector(".attachment__size").textContent = formatSize(file.size);
+      }
+      list.append(item);
+    }
   }
 
   replyPart(selector) {
