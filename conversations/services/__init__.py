@@ -6,13 +6,14 @@
 - `turns`: a person's message and the reply placeholder (send, regenerate, edit), the plan
   a generation runs from, the history sent upstream;
 - `replies`: checkpoints, the final save, the reaper, what a connecting socket is told;
-- `credentials`: the credential a turn uses (limits, allowed models) and the
-  administrator's writes;
-- `search_index`: the search entries the others write beside their rows.
+- `credentials`: the credential a turn uses (limits, allowed models), the key check, and
+  the administrator's writes, each kept in the audit (`audit`: what changed, by whom);
+- `search_index`: the search entries the others write beside their rows;
+- `accounts`: accounts made and kept by single sign-on (their groups from a claim).
 
 Consumers (through `generation`), views, the admin (its saves and deletes too) and the
-management commands call these functions; no other code writes conversations, messages or
-credentials. Functions are synchronous (they run in a database thread); each one that
+management commands call these functions (single sign-on too); no other code writes
+conversations, messages, credentials or accounts' groups. Functions are synchronous (they run in a database thread); each one that
 others must hear about broadcasts its websocket frame *after* its transaction commits.
 """
 
@@ -39,6 +40,8 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseError, UnicodeEncodeError
 # The subjects, reachable as `services.turns` etc. once the package is imported. Last:
 # each of them imports ServiceError from here.
 from conversations.services import (  # noqa: E402
+    accounts,
+    audit,
     conversations,
     credentials,
     events,
@@ -50,6 +53,8 @@ from conversations.services import (  # noqa: E402
 __all__ = [
     "STORAGE_ERRORS",
     "ServiceError",
+    "accounts",
+    "audit",
     "conversations",
     "credentials",
     "events",
