@@ -7,6 +7,7 @@ Models hold data and small derived properties only; every change goes through
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext
@@ -299,8 +300,16 @@ class CredentialChange(models.Model):
                 return "—"
             return str(value).replace("\n", ", ")
 
+        def label(name: str) -> str:
+            if name == "key":
+                return gettext("key")
+            try:
+                return str(ApiCredential._meta.get_field(name).verbose_name)
+            except FieldDoesNotExist:
+                return name
+
         return "; ".join(
-            f"{name}: {shown(before)} → {shown(after)}"
+            f"{label(name)}: {shown(before)} → {shown(after)}"
             for name, (before, after) in self.changes.items()
         )
 

@@ -63,7 +63,8 @@ def differences(before: Snapshot | None, after: Snapshot | None) -> dict[str, li
     changed: dict[str, list[Any]] = {}
     for name in ["user", "group", *TRACKED]:
         old, new = before.get(name), after.get(name)
-        if old != new:
+        # An empty field is no change from no field (a new credential's blank label).
+        if old != new and not (old in (None, "") and new in (None, "")):
             changed[name] = [old, new]
     old_key, new_key = before.get("key"), after.get("key")
     if old_key is None or new_key is None:

@@ -14,12 +14,13 @@ from collections.abc import Iterator
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from conversations import services
 from conversations.demo.server import FakeGateway
 from conversations.models import SingleSignOnIdentity
 from tests.conftest import make_user
+from tests.e2e import axe
 from tests.e2e.conftest import Console
 from tests.support.processes import ROOT, DaphneProcess, free_port, wait_until_listening
 
@@ -197,3 +198,23 @@ def test_without_oidc_variables_the_login_page_has_no_provider_button(
     expect(page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=re.compile("Sign in with"))).to_have_count(0)
     assert page.request.get(f"{server.http_url}/oidc/authenticate/").status == 404
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_sign_in_page_with_the_provider_button_and_a_refusal_passes_axe(
+    sso: tuple[DaphneProcess, IdentityProvider], browser: Browser, scheme: str
+) -> None:
+    chat, provider = sso
+    # The injected axe script is inline: the page's CSP would block it.
+    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{chat.http_url}/accounts/login/")
+        assert axe.blocking(axe.run(page)) == []
+        sign_in_at_the_provider(page, chat, provider, PEOPLE[1])
+        page.wait_for_url(re.compile(re.escape(chat.http_url) + r"/accounts/login/"))
+        expect(page.get_by_role("alert")).to_be_visible()
+        serious = axe.blocking(axe.run(page))
+        assert serious == [], axe.describe(serious)
+    finally:
+        context.close()
