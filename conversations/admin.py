@@ -227,7 +227,7 @@ class ApiCredentialAdmin(admin.ModelAdmin):
                 (
                     formats.date_format(change.at, "DATETIME_FORMAT"),
                     change.actor_name or "—",
-                    change.via,
+                    change.get_via_display(),
                     change.get_action_display(),
                     change.summary,
                 )

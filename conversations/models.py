@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 from django.db.models import Q
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from conversations import crypto
@@ -254,10 +254,14 @@ class CredentialChange(models.Model):
     `services.credentials` beside the change it records, in the same transaction."""
 
     class Action(models.TextChoices):
-        CREATED = "created", _("created")
-        CHANGED = "changed", _("changed")
-        DEACTIVATED = "deactivated", _("deactivated")
-        DELETED = "deleted", _("deleted")
+        CREATED = "created", pgettext_lazy("audited action", "created")
+        CHANGED = "changed", pgettext_lazy("audited action", "changed")
+        DEACTIVATED = "deactivated", pgettext_lazy("audited action", "deactivated")
+        DELETED = "deleted", pgettext_lazy("audited action", "deleted")
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", _("admin")
+        COMMAND = "command", _("command line")
 
     # Kept when the credential is deleted: its name stays in `credential_name`.
     credential = models.ForeignKey(
@@ -279,7 +283,7 @@ class CredentialChange(models.Model):
         verbose_name=_("changed by"),
     )
     actor_name = models.CharField(_("changed by (name)"), max_length=150, blank=True)
-    via = models.CharField(_("via"), max_length=32)
+    via = models.CharField(_("via"), max_length=32, choices=Via.choices)
     action = models.CharField(_("action"), max_length=16, choices=Action.choices)
     # {field: [before, after]}; the key as its masks.
     changes = models.JSONField(_("changes"), default=dict)

@@ -108,7 +108,7 @@ def test_a_command_line_change_is_kept_as_such(alice):
     assert (change.actor, change.actor_name, change.via, change.action) == (
         None,
         "",
-        "command line",
+        "command",
         "created",
     )
     assert change.changes["group"] == [None, research.name]

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('credential_name', models.CharField(max_length=300, verbose_name='credential name')),
                 ('actor_name', models.CharField(blank=True, max_length=150, verbose_name='changed by (name)')),
-                ('via', models.CharField(max_length=32, verbose_name='via')),
+                ('via', models.CharField(choices=[('admin', 'admin'), ('command', 'command line')], max_length=32, verbose_name='via')),
                 ('action', models.CharField(choices=[('created', 'created'), ('changed', 'changed'), ('deactivated', 'deactivated'), ('deleted', 'deleted')], max_length=16, verbose_name='action')),
                 ('changes', models.JSONField(default=dict, verbose_name='changes')),
                 ('at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='when')),

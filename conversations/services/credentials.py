@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 # Who changed a credential: a signed-in person, or None (a command, single sign-on).
 Actor = AbstractBaseUser | None
 # Where a change came from, as the audit shows it.
-VIA_ADMIN = "admin"
-VIA_COMMAND = "command line"
+VIA_ADMIN = CredentialChange.Via.ADMIN
+VIA_COMMAND = CredentialChange.Via.COMMAND
 
 
 def for_turn(user: AbstractBaseUser) -> GatewayCredential:
