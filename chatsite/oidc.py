@@ -27,11 +27,9 @@ ENDPOINTS = [
     "OIDC_OP_TOKEN_ENDPOINT",
     "OIDC_OP_USER_ENDPOINT",
     "OIDC_OP_JWKS_ENDPOINT",
-    "OIDC_OP_LOGOUT_ENDPOINT",
 ]
 OPTIONAL = [
     "OIDC_OP_JWKS_ENDPOINT",
-    "OIDC_OP_LOGOUT_ENDPOINT",
     "OIDC_RP_SIGN_ALGO",
     "OIDC_RP_SCOPES",
     "OIDC_PROVIDER_NAME",
@@ -94,7 +92,6 @@ def settings_from(environ: Mapping[str, str]) -> dict[str, Any]:
         "OIDC_OP_TOKEN_ENDPOINT": given["OIDC_OP_TOKEN_ENDPOINT"],
         "OIDC_OP_USER_ENDPOINT": given["OIDC_OP_USER_ENDPOINT"],
         "OIDC_OP_JWKS_ENDPOINT": given.get("OIDC_OP_JWKS_ENDPOINT"),
-        "OIDC_OP_LOGOUT_ENDPOINT": given.get("OIDC_OP_LOGOUT_ENDPOINT", ""),
         "OIDC_RP_SIGN_ALGO": algorithm,
         "OIDC_RP_SCOPES": scopes,
         "OIDC_PROVIDER_NAME": given.get("OIDC_PROVIDER_NAME", "single sign-on"),
