@@ -15,6 +15,8 @@ import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
+from chatsite import oidc as _oidc
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -205,6 +207,15 @@ AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+
+# Single sign-on with OpenID Connect (mozilla-django-oidc), off unless OIDC_RP_CLIENT_ID is
+# set; a configuration that cannot work stops the start here (chatsite/oidc.py).
+OIDC_ENABLED = False
+globals().update(_oidc.settings_from(os.environ))
+if OIDC_ENABLED:
+    INSTALLED_APPS.append("mozilla_django_oidc")
+    # After the password backends: local accounts keep signing in as before.
+    AUTHENTICATION_BACKENDS.append("conversations.sso.SingleSignOnBackend")
 
 # --- Internationalisation ---------------------------------------------------------------
 # English and Simplified Chinese. `make` compiles locale/*/LC_MESSAGES/*.po into .mo files;

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -6,7 +7,13 @@ from django.views.i18n import JavaScriptCatalog, set_language
 urlpatterns = [
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True,
+            # The "Sign in with …" button, when single sign-on is configured.
+            extra_context={
+                "sso_name": settings.OIDC_PROVIDER_NAME if settings.OIDC_ENABLED else ""
+            },
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
@@ -22,3 +29,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("conversations.urls")),
 ]
+
+if settings.OIDC_ENABLED:
+    # /oidc/authenticate/ starts the provider's sign-in, /oidc/callback/ ends it.
+    urlpatterns.insert(0, path("oidc/", include("mozilla_django_oidc.urls")))

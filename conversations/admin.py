@@ -7,15 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import formats
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from conversations import attachments as attachment_files
 from conversations import services, tree, usage
@@ -23,6 +25,7 @@ from conversations.models import (
     ApiCredential,
     Attachment,
     Conversation,
+    CredentialChange,
     Message,
     cloudbase_base_url,
 )
@@ -52,6 +55,7 @@ class ApiCredentialForm(forms.ModelForm):
         model = ApiCredential
         fields = [
             "user",
+            "group",
             "label",
             "scheme",
             "base_url",
@@ -60,6 +64,7 @@ class ApiCredentialForm(forms.ModelForm):
             "vision",
             "pdf",
             "monthly_token_quota",
+            "rate_limit_per_minute",
             "is_active",
         ]
 
@@ -67,7 +72,13 @@ class ApiCredentialForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["base_url"].required = False
         self.fields["user"].help_text = _(
-            "Empty: the instance default, used by everyone who was never given a key."
+            "The person this credential is for. Empty, with no group either: the instance "
+            "default, used by everyone who was given no key of their own or of a group."
+        )
+        self.fields["group"].help_text = _(
+            "Instead of a user: a group whose members share this credential and its limits. "
+            "A person's own credential comes first; of several groups, the one whose name "
+            "sorts first."
         )
         self.fields["allowed_models"].help_text = _(
             "The models people may choose, one per line. The default model is always "
@@ -75,8 +86,14 @@ class ApiCredentialForm(forms.ModelForm):
             "conversation set to a model not listed here is refused until another is chosen."
         )
         self.fields["monthly_token_quota"].help_text = _(
-            "Input plus output tokens per user per calendar month (UTC); on the instance "
-            "default it applies to each user separately. Empty: no quota."
+            "Input plus output tokens per calendar month (UTC): of the user, of the group's "
+            "members together, or on the instance default of each user separately. Empty: "
+            "no quota."
+        )
+        self.fields["rate_limit_per_minute"].help_text = _(
+            "Messages per minute: of the user (instead of the instance's limit), of the "
+            "group's members together (on top of each person's), or of each user on the "
+            "instance default. Empty or 0: the instance's limit only."
         )
         self.fields["is_active"].help_text = _(
             "Untick to revoke: the user's next message is refused with a “no API key” error."
@@ -93,6 +110,8 @@ class ApiCredentialForm(forms.ModelForm):
             else:
                 default = cleaned.get("default_model", "")
                 cleaned["allowed_models"] = services.credentials.allowed_models_text(default, names)
+        if cleaned.get("user") and cleaned.get("group"):
+            self.add_error("group", _("A credential belongs to a user or to a group, not to both."))
         env_id = cleaned.get("env_id", "").strip()
         if env_id:
             cleaned["base_url"] = cloudbase_base_url(env_id)
@@ -112,26 +131,64 @@ class ApiCredentialForm(forms.ModelForm):
         return credential
 
 
+@admin.register(CredentialChange)
+class CredentialChangeAdmin(admin.ModelAdmin):
+    """Every change of every credential, deleted ones included: read, never written."""
+
+    list_display = ["at", "credential_name", "who", "via", "action", "summary"]
+    list_filter = ["action", "via", "at", "credential"]
+    search_fields = ["credential_name", "actor_name"]
+    date_hierarchy = "at"
+
+    @admin.display(description=_("changed by"), ordering="actor_name")
+    def who(self, obj: CredentialChange) -> str:
+        return obj.actor_name or "—"
+
+    @admin.display(description=_("what changed"))
+    def summary(self, obj: CredentialChange) -> str:
+        return obj.summary
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# Changes shown on a credential's page; the audit list has them all.
+AUDIT_ROWS = 20
+
+# Each check waits for the gateway (up to upstream.CHECK_TIMEOUT): a page's worth at most.
+CHECK_AT_ONCE = 10
+
+
 @admin.register(ApiCredential)
 class ApiCredentialAdmin(admin.ModelAdmin):
     form = ApiCredentialForm
     list_display = [
         "__str__",
         "user",
+        "group",
         "scheme",
         "default_model",
         "models",
         "current_key",
         "monthly_token_quota",
+        "rate_limit_per_minute",
         "is_active",
         "last_used_at",
     ]
-    list_filter = ["is_active", "scheme"]
-    search_fields = ["label", "user__username", "base_url"]
-    readonly_fields = ["current_key", "last_used_at", "created_at", "updated_at"]
+    list_filter = ["is_active", "scheme", "group"]
+    search_fields = ["label", "user__username", "group__name", "base_url"]
+    list_select_related = ["user", "group"]
+    actions = ["check_key", "deactivate"]
+    readonly_fields = ["current_key", "last_used_at", "created_at", "updated_at", "audit"]
     autocomplete_fields = ["user"]
     fieldsets = [
-        (None, {"fields": ["user", "label", "is_active"]}),
+        (None, {"fields": ["user", "group", "label", "is_active"]}),
         (
             _("Gateway"),
             {
@@ -149,8 +206,17 @@ class ApiCredentialAdmin(admin.ModelAdmin):
         (_("Key"), {"fields": ["current_key", "api_key"]}),
         (
             _("Limits and use"),
-            {"fields": ["monthly_token_quota", "last_used_at", "created_at", "updated_at"]},
+            {
+                "fields": [
+                    "monthly_token_quota",
+                    "rate_limit_per_minute",
+                    "last_used_at",
+                    "created_at",
+                    "updated_at",
+                ]
+            },
         ),
+        (_("Changes (audit)"), {"fields": ["audit"]}),
     ]
 
     class Media:
@@ -161,20 +227,98 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     def models(self, obj: ApiCredential) -> str:
         return ", ".join(obj.model_choices)
 
+    @admin.display(description=_("changes"))
+    def audit(self, obj: ApiCredential) -> str:
+        """The newest changes of this credential (a read-only field: an inline would need
+        its empty formset posted back with every save)."""
+        if obj.pk is None:
+            return "—"
+        changes = list(obj.changes.order_by("-at", "-id")[:AUDIT_ROWS])
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    formats.date_format(change.at, "DATETIME_FORMAT"),
+                    change.actor_name or "—",
+                    change.get_via_display(),
+                    change.get_action_display(),
+                    change.summary,
+                )
+                for change in changes
+            ),
+        )
+        url = reverse("admin:conversations_credentialchange_changelist")
+        return format_html(
+            '<table class="credential-audit"><thead><tr><th scope="col">{}</th>'
+            '<th scope="col">{}</th><th scope="col">{}</th><th scope="col">{}</th>'
+            '<th scope="col">{}</th></tr></thead><tbody>{}</tbody></table>'
+            '<p><a href="{}?credential__id__exact={}">{}</a></p>',
+            _("when"),
+            _("changed by"),
+            _("via"),
+            _("action"),
+            _("what changed"),
+            rows,
+            url,
+            obj.pk,
+            _("Every change of this credential"),
+        )
+
     @admin.display(description=_("current key"), ordering="key_hint")
     def current_key(self, obj: ApiCredential) -> str:
         # Only the mask: the admin never decrypts a key to show it.
         return obj.key_hint or "—"
 
+    @admin.action(description=_("Check key"))
+    def check_key(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
+        # One small request per credential, one after the other: a handful at a time.
+        for credential in queryset.select_related("user", "group").order_by("pk")[:CHECK_AT_ONCE]:
+            result = services.credentials.check_stored_key(credential)
+            self.message_user(
+                request,
+                # The admin capitalises a message's first letter: start with words, not a URL.
+                _("Key of “%(credential)s”: %(result)s")
+                % {"credential": credential, "result": result.message},
+                messages.SUCCESS if result.accepted else messages.ERROR,
+            )
+        if queryset.count() > CHECK_AT_ONCE:
+            self.message_user(
+                request,
+                _("Only the first %(count)d selected credentials were checked.")
+                % {"count": CHECK_AT_ONCE},
+                messages.WARNING,
+            )
+
+    @admin.action(description=_("Deactivate the selected credentials"))
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
+        count = services.credentials.deactivate_credentials(list(queryset), by=request.user)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d credential deactivated: its people's next messages are refused.",
+                "%(count)d credentials deactivated: their people's next messages are refused.",
+                count,
+            )
+            % {"count": count},
+            messages.SUCCESS,
+        )
+
     def save_model(self, request: HttpRequest, obj: ApiCredential, form: Any, change: bool) -> None:
-        services.credentials.save_credential(obj)
+        services.credentials.save_credential(obj, by=request.user)
 
     def delete_model(self, request: HttpRequest, obj: ApiCredential) -> None:
-        services.credentials.delete_credential(obj)
+        services.credentials.delete_credential(obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiCredential]) -> None:
         for credential in list(queryset):
-            services.credentials.delete_credential(credential)
+            services.credentials.delete_credential(credential, by=request.user)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # The audit records stay (their credential is set to none): not "deleted" with it.
+        objects, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(CredentialChange._meta.verbose_name)
+        return objects, counts, perms_needed, protected
 
 
 def _messages_go_with_their_conversation(
@@ -392,9 +536,23 @@ User = get_user_model()
 admin.site.unregister(User)
 
 
+class CredentialActionForm(ActionForm):
+    """The user list's action bar, with the credential the assign action gives."""
+
+    credential = forms.ModelChoiceField(
+        queryset=ApiCredential.objects.filter(is_active=True).select_related("user", "group"),
+        required=False,
+        label=_("Credential"),
+    )
+
+
 @admin.register(User)
 class UserAdmin(auth_admin.UserAdmin):
-    """Django's user admin plus each person's token usage and what is left of their quota."""
+    """Django's user admin plus each person's token usage and what is left of their quota,
+    and an action giving many people a credential at once."""
+
+    action_form = CredentialActionForm
+    actions = ["assign_credential"]
 
     list_display = [
         "username",
@@ -425,6 +583,41 @@ class UserAdmin(auth_admin.UserAdmin):
     @admin.display(description=_("files stored"), ordering="attachment_bytes")
     def files_stored(self, obj: Any) -> str:
         return attachment_files.size(obj.attachment_bytes or 0)
+
+    @admin.action(
+        description=_("Give the selected users the chosen credential"),
+        permissions=["change_credentials"],
+    )
+    def assign_credential(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        try:
+            # The action bar's own field (the form's action choices are the admin's to fill).
+            field = CredentialActionForm.base_fields["credential"]
+            source = field.clean(request.POST.get("credential"))
+        except forms.ValidationError:
+            source = None
+        if source is None:
+            self.message_user(
+                request,
+                _("Choose a credential in the list beside the action, then run it again."),
+                messages.ERROR,
+            )
+            return
+        count = services.credentials.assign_credential(source, list(queryset), by=request.user)
+        self.message_user(
+            request,
+            ngettext(
+                "%(count)d user now has a credential like “%(credential)s” of their own.",
+                "%(count)d users now have a credential like “%(credential)s” of their own.",
+                count,
+            )
+            % {"count": count, "credential": source},
+            messages.SUCCESS,
+        )
+
+    def has_change_credentials_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("conversations.add_apicredential") and request.user.has_perm(
+            "conversations.change_apicredential"
+        )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         services.conversations.delete_user(obj)
@@ -464,6 +657,10 @@ class UserAdmin(auth_admin.UserAdmin):
     def quota_left(self, obj: Any) -> str:
         if obj.has_own_key and not obj.has_active_key:
             return str(_("no key (deactivated)"))
+        if not obj.has_own_key and obj.has_group_key:
+            if obj.key_group is None:
+                return str(_("no key (group's deactivated)"))
+            return str(_("shared by the group %(name)s") % {"name": obj.key_group})
         left = usage.quota_left(obj)
         if left is None:
             return str(_("no quota"))

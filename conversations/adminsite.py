@@ -38,8 +38,9 @@ class ChatAdminSite(admin.AdminSite):
         return super().index(request, context)
 
     def usage_view(self, request: HttpRequest) -> HttpResponse:
-        """Tokens per day over the last 30 days (everyone, or ?user=<id>) and the month's
-        top users. A constant number of queries, whatever the number of messages."""
+        """Tokens per day over the last 30 days (everyone, or ?user=<id>), the month's top
+        users and the month of every group with a credential. A constant number of queries,
+        whatever the number of messages (two more per group)."""
         if not can_view_usage(request.user):
             raise PermissionDenied
         selected = None
@@ -67,6 +68,7 @@ class ChatAdminSite(admin.AdminSite):
             "month": month,
             "month_totals": usage.totals(month, user_id=user_id),
             "top_users": usage.top_users(month),
+            "groups": usage.groups_usage(month),
             "chart_days": CHART_DAYS,
         }
         request.current_app = self.name

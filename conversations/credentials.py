@@ -1,9 +1,20 @@
 """A person's gateway credential: what a turn needs of it (`GatewayCredential`: address,
-scheme, key, models, quota, last use), and which one answers a person.
+scheme, key, models, quota, rate limit, last use), and which one answers a person.
 
-Order: the user's active credential, the active instance default in the database, the
-`CLOUDBASE_*` environment variables, and last the bundled offline gateway when
-`manage.py serve` started one. None of these: the person has no API key.
+Order: the user's own credential, else the credential of one of their groups, else the
+active instance default in the database, the `CLOUDBASE_*` environment variables, and last
+the bundled offline gateway when `manage.py serve` started one. None of these: the person
+has no API key.
+
+Several groups: among the person's groups that have an active credential, the one whose
+name sorts first in the database's order (`ORDER BY name`); an administrator orders groups
+by naming them ("1-research" before "2-everyone"). Within one group, its newest active
+credential.
+
+Deactivated credentials revoke rather than fall through: a person whose own credentials are
+all deactivated has no key, and so has a person none of whose groups has an active
+credential while one of them had one. The default is for people who were never given a
+key, not a way around a revoked one.
 """
 
 from __future__ import annotations
@@ -13,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 
 from conversations import rows
 from conversations.models import ApiCredential, cloudbase_base_url
@@ -34,6 +46,11 @@ class GatewayCredential:
     is_demo: bool = False
     allowed_models: tuple[str, ...] = ()
     monthly_token_quota: int | None = None
+    rate_limit_per_minute: int | None = None
+    # The owner the limits count for: a user, a group (its members together), or neither
+    # (the instance default: each person separately).
+    user_id: int | None = None
+    group_id: int | None = None
     last_used_at: datetime | None = None
     # What its models take besides text (ApiCredential.vision, .pdf).
     vision: bool = True
@@ -45,7 +62,7 @@ class GatewayCredential:
         return hashlib.sha256(material.encode()).hexdigest()
 
 
-def _from_row(row: ApiCredential) -> GatewayCredential:
+def of_row(row: ApiCredential) -> GatewayCredential:
     return GatewayCredential(
         base_url=row.base_url,
         scheme=row.scheme,
@@ -55,6 +72,9 @@ def _from_row(row: ApiCredential) -> GatewayCredential:
         credential_id=row.pk,
         allowed_models=tuple(row.model_choices),
         monthly_token_quota=row.monthly_token_quota,
+        rate_limit_per_minute=row.rate_limit_per_minute,
+        user_id=row.user_id,
+        group_id=row.group_id,
         last_used_at=row.last_used_at,
         vision=row.vision,
         pdf=row.pdf,
@@ -88,28 +108,41 @@ def from_environment() -> GatewayCredential | None:
 def resolve(user: AbstractBaseUser | AnonymousUser) -> GatewayCredential | None:
     """The credential for this user's next turn (reads the database: call from sync code)."""
     row = _deciding_row(user.pk if user.is_authenticated else None)
-    if row is not None and row.user_id is not None and not row.is_active:
-        # A user whose only credentials were deactivated has no key: the default is for
-        # people who were never given one, not a way around a revoked key.
-        return None
+    if row is not None and (row.user_id is not None or row.group_id is not None):
+        if not row.is_active:
+            # Active rows sort first in their tier: this one is the best of a revoked tier.
+            return None
     if row is not None:
-        return _from_row(row)
+        return of_row(row)
     return from_environment()
 
 
 def _deciding_row(user_id: int | None) -> ApiCredential | None:
     """The row that decides `resolve`, in one statement: the user's own credentials first
-    (the newest active one before any inactive one), then the newest active default.
+    (the newest active one before any inactive one), then their groups' (active first, by
+    group name, the newest of a group first), then the newest active default.
     Hand-written: every turn starts here (see `conversations.rows`)."""
     db = rows.database()
-    user, active, updated = (
-        rows.column(db, ApiCredential, name) for name in ("user", "is_active", "updated_at")
+    user, group, active, updated = (
+        rows.column(db, ApiCredential, name)
+        for name in ("user", "group", "is_active", "updated_at")
     )
-    own = f" OR {user} = %s" if user_id is not None else ""
+    default = f"({user} IS NULL AND {group} IS NULL AND {active})"
+    if user_id is None:
+        return rows.one(db, ApiCredential, f"WHERE {default} ORDER BY {updated} DESC LIMIT 1", [])
+    membership = get_user_model().groups.through
+    member_group, member_user = (
+        rows.column(db, membership, name) for name in ("group", get_user_model()._meta.model_name)
+    )
+    group_name = f"(SELECT {rows.column(db, Group, 'name')} FROM {rows.table(db, Group)} " + (
+        f"WHERE {rows.column(db, Group, 'id')} = {group})"
+    )
     return rows.one(
         db,
         ApiCredential,
-        f"WHERE ({user} IS NULL AND {active}){own} "
-        f"ORDER BY {user} IS NULL, {active} DESC, {updated} DESC LIMIT 1",
-        [] if user_id is None else [user_id],
+        f"WHERE {user} = %s OR {group} IN (SELECT {member_group} FROM "
+        f"{rows.table(db, membership)} WHERE {member_user} = %s) OR {default} "
+        f"ORDER BY CASE WHEN {user} IS NOT NULL THEN 0 WHEN {group} IS NOT NULL THEN 1 "
+        f"ELSE 2 END, {active} DESC, {group_name}, {updated} DESC LIMIT 1",
+        [user_id, user_id],
     )

@@ -8,13 +8,14 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
 from django.core.files.storage import Storage, storages
 from django.core.signals import setting_changed
 from django.db import models
 from django.db.models import Q
 from django.dispatch import receiver
 from django.utils.functional import LazyObject, empty
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from conversations import crypto
@@ -162,7 +163,8 @@ class ApiCredential(models.Model):
         BEARER = "bearer", _("CloudBase (Authorization: Bearer)")
         X_API_KEY = "x-api-key", _("Anthropic (x-api-key)")
 
-    # No user: the instance default, used by people who have no credential of their own.
+    # A credential belongs to a user, to a group (shared by its members), or to neither:
+    # the instance default, used by people who have no credential of their own or of a group.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.CASCADE,
@@ -170,6 +172,14 @@ class ApiCredential(models.Model):
         blank=True,
         related_name="api_credentials",
         verbose_name=_("user"),
+    )
+    group = models.ForeignKey(
+        "auth.Group",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="api_credentials",
+        verbose_name=_("group"),
     )
     label = models.CharField(_("label"), max_length=100, blank=True)
     base_url = models.URLField(_("base URL"), max_length=300)
@@ -189,6 +199,11 @@ class ApiCredential(models.Model):
     # PDFs go as their extracted text.
     vision = models.BooleanField(_("models take images"), default=True)
     pdf = models.BooleanField(_("models take PDFs"), default=True)
+    # Turns per clock minute, counted per owner: a user's own, a group's members together,
+    # each person on the instance default. Empty: only CHAT_RATE_LIMIT_PER_MINUTE applies.
+    rate_limit_per_minute = models.PositiveIntegerField(
+        _("rate limit per minute"), null=True, blank=True
+    )
     is_active = models.BooleanField(_("active"), default=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
@@ -197,11 +212,27 @@ class ApiCredential(models.Model):
     class Meta:
         verbose_name = _("API credential")
         verbose_name_plural = _("API credentials")
-        indexes = [models.Index(fields=["user", "is_active"], name="cred_user_active")]
+        indexes = [
+            models.Index(fields=["user", "is_active"], name="cred_user_active"),
+            models.Index(fields=["group", "is_active"], name="cred_group_active"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(user__isnull=True) | Q(group__isnull=True),
+                name="credential_of_a_user_or_a_group",
+            )
+        ]
 
     def __str__(self) -> str:
-        owner = self.user.get_username() if self.user_id else gettext("instance default")
-        return f"{self.label or self.base_url} ({owner})"
+        return f"{self.label or self.base_url} ({self.owner_name})"
+
+    @property
+    def owner_name(self) -> str:
+        if self.user_id:
+            return self.user.get_username()
+        if self.group_id:
+            return gettext("group %(name)s") % {"name": self.group.name}
+        return gettext("instance default")
 
     def set_key(self, plaintext: str) -> None:
         self.key_encrypted = crypto.encrypt(plaintext)
@@ -332,3 +363,95 @@ class SearchDocument(models.Model):
             "id": self.pk,
             "conversation": self.conversation_id,
         }
+
+
+class CredentialChange(models.Model):
+    """One change of a credential, kept for the audit: who, when, what changed. Never the
+    key: a new key shows as its mask (`ApiCredential.key_hint`). Written by
+    `services.credentials` beside the change it records, in the same transaction."""
+
+    class Action(models.TextChoices):
+        CREATED = "created", pgettext_lazy("audited action", "created")
+        CHANGED = "changed", pgettext_lazy("audited action", "changed")
+        DEACTIVATED = "deactivated", pgettext_lazy("audited action", "deactivated")
+        DELETED = "deleted", pgettext_lazy("audited action", "deleted")
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", _("admin")
+        COMMAND = "command", _("command line")
+
+    # Kept when the credential is deleted: its name stays in `credential_name`.
+    credential = models.ForeignKey(
+        ApiCredential,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="changes",
+        verbose_name=_("credential"),
+    )
+    credential_name = models.CharField(_("credential name"), max_length=300)
+    # None: a management command or another process without a signed-in person.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("changed by"),
+    )
+    actor_name = models.CharField(_("changed by (name)"), max_length=150, blank=True)
+    via = models.CharField(_("via"), max_length=32, choices=Via.choices)
+    action = models.CharField(_("action"), max_length=16, choices=Action.choices)
+    # {field: [before, after]}; the key as its masks.
+    changes = models.JSONField(_("changes"), default=dict)
+    at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("credential change")
+        verbose_name_plural = _("credential changes")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.credential_name}: {self.get_action_display()}"
+
+    @property
+    def summary(self) -> str:
+        def shown(value: object) -> str:
+            if value is None or value == "":
+                return "—"
+            return str(value).replace("\n", ", ")
+
+        def label(name: str) -> str:
+            if name == "key":
+                return gettext("key")
+            try:
+                return str(ApiCredential._meta.get_field(name).verbose_name)
+            except FieldDoesNotExist:
+                return name
+
+        return "; ".join(
+            f"{label(name)}: {shown(before)} → {shown(after)}"
+            for name, (before, after) in self.changes.items()
+        )
+
+
+class SingleSignOnIdentity(models.Model):
+    """The account a person of the identity provider signs in to: their `sub` claim, which
+    the provider never reuses, rather than a name or an address, which can change hands."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="sso_identity",
+        verbose_name=_("user"),
+    )
+    subject = models.CharField(_("subject (sub claim)"), max_length=255, unique=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    last_sign_in_at = models.DateTimeField(_("last sign-in"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("single sign-on identity")
+        verbose_name_plural = _("single sign-on identities")
+
+    def __str__(self) -> str:
+        return self.subject

@@ -13,9 +13,11 @@ holds and the database stores the same text, whichever database it is.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +114,14 @@ def client_for(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
     cached = _clients.get(credential.identity)
     if cached is not None and cached[0] == credential.fingerprint and cached[1] is loop:
         return cached[2]
+    client = _new_client(credential)
+    _clients[credential.identity] = (credential.fingerprint, loop, client)
+    if cached is not None and cached[1] is loop:
+        _close_later(cached[2])
+    return client
+
+
+def _new_client(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
     # Explicit credential only: the SDK then never consults ANTHROPIC_* variables or profiles.
     auth: dict[str, Any] = {"auth_token": credential.key}
     if credential.scheme == "x-api-key":
@@ -121,17 +131,13 @@ def client_for(credential: GatewayCredential) -> anthropic.AsyncAnthropic:
             "api_key": credential.key,
             "default_headers": {"X-Api-Key": credential.key, "Authorization": anthropic.omit},
         }
-    client = anthropic.AsyncAnthropic(
+    return anthropic.AsyncAnthropic(
         base_url=credential.base_url,
         timeout=_timeout(),
         # Retries are ours: only before the first token, and never on a 429 that asks for long.
         max_retries=0,
         **auth,
     )
-    _clients[credential.identity] = (credential.fingerprint, loop, client)
-    if cached is not None and cached[1] is loop:
-        _close_later(cached[2])
-    return client
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -310,6 +316,67 @@ async def complete_text(
     )
 
 
+# --- Checking a key -----------------------------------------------------------------------
+@dataclass(frozen=True)
+class KeyCheck:
+    """What the gateway said to the cheapest request a key can make: `message` is a
+    sentence for an administrator; `code` is None when the key was accepted."""
+
+    accepted: bool
+    message: str
+    code: str | None = None
+    model: str = ""
+    seconds: float | None = None
+
+
+CHECK_TIMEOUT = 20.0
+
+
+async def check_key(
+    credential: GatewayCredential, *, clock: Callable[[], float] = time.monotonic
+) -> KeyCheck:
+    """Ask the gateway for one output token of the credential's default model.
+
+    The Messages API has no free request that proves a key (the models list and token
+    counting are not offered by every gateway, CloudBase among them), so the cheapest is
+    the smallest answer: a one-word question, `max_tokens=1`, not streamed. A fresh client,
+    closed afterwards: a check runs from the admin or a command, outside any turn's loop.
+    `clock` (monotonic seconds) is for tests.
+    """
+    now = clock
+    model = credential.default_model
+    client = _new_client(credential)
+    started = now()
+    try:
+        message = await client.messages.create(
+            model=model,
+            max_tokens=1,
+            messages=[{"role": "user", "content": "ping"}],
+            timeout=CHECK_TIMEOUT,
+        )
+        if getattr(message, "type", "message") != "message":
+            # CloudBase may answer 200 with an error body, which the SDK reads as a message.
+            raise _error_from_body(json.dumps(message.model_dump()).encode(), model=model)
+    except Exception as exc:
+        error = map_error(exc, model=model, started=False)
+        return KeyCheck(
+            accepted=False,
+            code=error.code,
+            message=_("The check failed: %(reason)s") % {"reason": error.message},
+        )
+    finally:
+        await client.close()
+    seconds = now() - started
+    answered = clean(getattr(message, "model", "") or model)
+    return KeyCheck(
+        accepted=True,
+        model=answered,
+        seconds=seconds,
+        message=_("The gateway accepted the key; model %(model)s answered in %(seconds)s s.")
+        % {"model": answered, "seconds": f"{seconds:.1f}"},
+    )
+
+
 # --- Error mapping ------------------------------------------------------------------------
 _ERROR_TYPES = {
     "authentication_error": 401,
@@ -324,8 +391,6 @@ _ERROR_TYPES = {
 
 
 def _error_from_body(body: bytes, *, model: str) -> UpstreamError:
-    import json
-
     try:
         data = json.loads(body or b"{}")
     except ValueError:

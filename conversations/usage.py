@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import formats, timezone
@@ -46,6 +47,87 @@ def tokens_used(user_id: int, since: datetime) -> int:
     """Input plus output tokens of this user's replies since `since` (one query)."""
     result = replies().filter(conversation__owner_id=user_id, created_at__gte=since)
     return result.aggregate(total=Sum(_INPUT + _OUTPUT))["total"] or 0
+
+
+# --- Groups -----------------------------------------------------------------------------------
+def members_using(group_id: int, group_name: str) -> QuerySet[Any]:
+    """The members of a group whose turns its credential answers (`credentials.resolve`):
+    those without a credential of their own, and without another group of theirs whose
+    active credential comes first by name. Their replies are what the group's quota counts.
+
+    Replies are not stamped with the credential that paid for them, so usage follows
+    today's membership: a member who joins mid-month brings the month's replies along, one
+    who leaves takes theirs.
+    """
+    earlier_group = ApiCredential.objects.filter(
+        group__user=OuterRef("pk"), is_active=True, group__name__lt=group_name
+    )
+    return (
+        get_user_model()
+        .objects.filter(groups=group_id)
+        .exclude(Exists(ApiCredential.objects.filter(user=OuterRef("pk"))))
+        .exclude(Exists(earlier_group))
+    )
+
+
+def group_tokens_used(group_id: int, since: datetime) -> int:
+    """Input plus output tokens since `since` of the members who use the group's credential
+    (one query)."""
+    name = Group.objects.filter(pk=group_id).values_list("name", flat=True).first()
+    if name is None:
+        return 0
+    result = replies().filter(
+        conversation__owner__in=members_using(group_id, name), created_at__gte=since
+    )
+    return result.aggregate(total=Sum(_INPUT + _OUTPUT))["total"] or 0
+
+
+@dataclass(frozen=True)
+class GroupUsage:
+    group_id: int
+    name: str
+    members: int  # members who use the group's credential
+    input_tokens: int
+    output_tokens: int
+    quota: int | None  # of the group's newest active credential; None: no quota
+    active: bool  # has an active credential
+
+    @property
+    def total(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def left(self) -> int | None:
+        return None if self.quota is None else max(0, self.quota - self.total)
+
+
+def groups_usage(since: datetime) -> list[GroupUsage]:
+    """Every group that has a credential, with its members' usage since `since`, by name.
+    Two queries per group: an organisation has a few groups, not thousands."""
+    result = []
+    groups = Group.objects.filter(api_credentials__isnull=False).distinct().order_by("name")
+    for group in groups:
+        credential = (
+            ApiCredential.objects.filter(group=group)
+            .order_by("-is_active", "-updated_at")
+            .values("is_active", "monthly_token_quota")
+            .first()
+        ) or {"is_active": False, "monthly_token_quota": None}
+        members = members_using(group.pk, group.name)
+        totals = replies().filter(conversation__owner__in=members, created_at__gte=since)
+        sums = totals.aggregate(tokens_in=Sum(_INPUT), tokens_out=Sum(_OUTPUT))
+        result.append(
+            GroupUsage(
+                group.pk,
+                group.name,
+                members.count(),
+                sums["tokens_in"] or 0,
+                sums["tokens_out"] or 0,
+                credential["monthly_token_quota"],
+                credential["is_active"],
+            )
+        )
+    return result
 
 
 @dataclass(frozen=True)
@@ -152,7 +234,11 @@ def with_usage(users: QuerySet[Any], now: datetime | None = None) -> QuerySet[An
     this_month = reply & Q(conversations__messages__created_at__gte=start)
     own = ApiCredential.objects.filter(user=OuterRef("pk"))
     own_active = own.filter(is_active=True).order_by("-updated_at")
-    default = ApiCredential.objects.filter(user=None, is_active=True).order_by("-updated_at")
+    group = ApiCredential.objects.filter(group__user=OuterRef("pk"))
+    group_active = group.filter(is_active=True).order_by("group__name", "-updated_at")
+    default = ApiCredential.objects.filter(user=None, group=None, is_active=True).order_by(
+        "-updated_at"
+    )
 
     def tokens(field: str, condition: Q) -> Coalesce:
         return Coalesce(Sum(f"conversations__messages__{field}", filter=condition), 0)
@@ -170,6 +256,8 @@ def with_usage(users: QuerySet[Any], now: datetime | None = None) -> QuerySet[An
         has_own_key=Exists(own),
         has_active_key=Exists(own_active),
         own_quota=Subquery(own_active.values("monthly_token_quota")[:1]),
+        has_group_key=Exists(group),
+        key_group=Subquery(group_active.values("group__name")[:1]),
         default_quota=Subquery(default.values("monthly_token_quota")[:1]),
     )
 
@@ -178,10 +266,13 @@ def quota_of(user: Any) -> int | None:
     """The monthly quota of a user annotated by `with_usage`; None is no quota.
 
     Mirrors `credentials.resolve`: the user's own active credential, else the instance
-    default (the environment credential has no quota).
+    default (the environment credential has no quota). A user on a group's credential
+    shares the group's quota, shown on the usage page (`groups_usage`): None here.
     """
     if user.has_active_key:
         return user.own_quota
+    if user.has_group_key:
+        return None
     return user.default_quota
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
@@ -126,7 +127,9 @@ def test_typing_a_new_key_rotates_it_and_an_empty_box_keeps_it(admin_client, ali
     for url in (LIST_URL, change_url(credential)):
         html = admin_client.get(url).content.decode()
         assert_no_plaintext(html, KEY, NEW_KEY)
-        assert NEW_MASK in html and MASK not in html
+        # The old mask is left only in the audit of the change (a mask, never the key).
+        shown = html.split('class="credential-audit"')[0]
+        assert NEW_MASK in shown and MASK not in shown
 
 
 def test_a_refused_form_does_not_echo_the_key(admin_client, alice):
@@ -354,6 +357,109 @@ def test_a_user_can_still_be_deleted_through_the_admin(admin_client, alice):
     response = admin_client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not type(alice).objects.filter(pk=alice.pk).exists()
+
+
+def test_the_user_list_says_who_shares_a_groups_quota(admin_client, alice):
+    research = Group.objects.create(name="research")
+    research.user_set.add(alice)
+    services.credentials.set_api_key(
+        None, group=research, key=KEY, base_url="https://gw.example/v1"
+    )
+    html = admin_client.get("/admin/auth/user/").content.decode()
+    row = html[html.index(">alice<") :].split("</tr>")[0]
+    assert "shared by the group research" in row
+
+
+def test_an_admin_gives_many_users_a_credential_at_once(admin_client, alice, bob):
+    carol = make_user("carol")
+    template = services.credentials.set_api_key(
+        None, key=KEY, base_url="https://gw.example/v1", model="hy3-preview", label="Team key"
+    )
+    ApiCredential.objects.filter(pk=template.pk).update(monthly_token_quota=5000)
+    services.credentials.set_api_key(bob, key="sk-bob-old", base_url="https://old.example/v1")
+    response = admin_client.post(
+        "/admin/auth/user/",
+        {
+            "action": "assign_credential",
+            "_selected_action": [alice.pk, bob.pk],
+            "credential": template.pk,
+        },
+        follow=True,
+    )
+    assert "2 users now have a credential like “Team key (instance default)” of their own" in (
+        response.content.decode()
+    )
+    for user in (alice, bob):
+        credential = credentials.resolve(user)
+        assert (credential.key, credential.base_url, credential.monthly_token_quota) == (
+            KEY,
+            "https://gw.example/v1",
+            5000,
+        )
+        assert credential.user_id == user.pk
+    # Bob's old key was replaced, not kept beside the new one; Carol was not selected.
+    assert ApiCredential.objects.filter(user=bob).count() == 1
+    assert not ApiCredential.objects.filter(user=carol).exists()
+    assert_no_plaintext(response.content.decode(), KEY)
+
+
+def test_assigning_without_choosing_a_credential_says_so_and_changes_nothing(admin_client, alice):
+    response = admin_client.post(
+        "/admin/auth/user/",
+        {"action": "assign_credential", "_selected_action": [alice.pk], "credential": ""},
+        follow=True,
+    )
+    assert "Choose a credential in the list beside the action" in response.content.decode()
+    assert not ApiCredential.objects.exists()
+
+
+def test_the_deactivate_action_revokes_the_selected_credentials(admin_client, alice, bob):
+    first = services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    second = services.credentials.set_api_key(bob, key="sk-bob", base_url="https://gw.example/v1")
+    response = admin_client.post(
+        LIST_URL, {"action": "deactivate", "_selected_action": [first.pk]}, follow=True
+    )
+    assert "1 credential deactivated" in response.content.decode()
+    assert credentials.resolve(alice) is None
+    assert credentials.resolve(bob).key == "sk-bob"
+    assert ApiCredential.objects.get(pk=second.pk).is_active
+
+
+def test_a_credential_for_a_user_and_a_group_is_refused_with_a_sentence(admin_client, alice):
+    research = Group.objects.create(name="research")
+    response = admin_client.post(ADD_URL, form_data(alice, group=research.pk, api_key=KEY))
+    assert response.status_code == 200
+    assert "A credential belongs to a user or to a group, not to both." in response.content.decode()
+    assert not ApiCredential.objects.exists()
+
+
+def test_an_admin_adds_a_groups_credential(admin_client, alice):
+    research = Group.objects.create(name="research")
+    research.user_set.add(alice)
+    response = admin_client.post(
+        ADD_URL, form_data(None, group=research.pk, api_key=KEY, rate_limit_per_minute="30")
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    credential = credentials.resolve(alice)
+    assert (credential.group_id, credential.rate_limit_per_minute) == (research.pk, 30)
+
+
+def test_the_check_key_action_says_what_the_gateway_answered_never_the_key(
+    admin_client, alice, bob, gateway
+):
+    good = give_key(alice, gateway, KEY)
+    bad = give_key(bob, gateway, "sk-refused-0000")
+    gateway.side_scripts.extend([Script(text="pong"), Script(status=401)])
+    response = admin_client.post(
+        LIST_URL, {"action": "check_key", "_selected_action": [good.pk, bad.pk]}, follow=True
+    )
+    html = response.content.decode()
+    assert f"Key of “{good}”: The gateway accepted the key; model hy3-preview answered in" in html
+    assert "The check failed: The gateway did not accept the API key." in html
+    assert_no_plaintext(html, KEY)
+    assert "sk-refused-0000" not in html
+    keys = sorted(r.headers["authorization"] for r in gateway.side_requests)
+    assert keys == sorted([f"Bearer {KEY}", "Bearer sk-refused-0000"])
 
 
 # --- Messages ----------------------------------------------------------------------------------

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
 import sys
 
 import pytest
 from channels.db import database_sync_to_async
 from cryptography.fernet import Fernet
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from conversations import credentials, crypto, services
+from conversations.demo.script import Script
 from conversations.management.commands.set_api_key import Command as SetApiKey
 from conversations.models import ApiCredential
 from tests.conftest import frames_until, give_key, open_socket, receive
 from tests.support.chat import new_conversation
+from tests.support.processes import ROOT, process_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -108,6 +113,86 @@ def test_set_api_key_says_whether_the_models_take_images_and_pdfs(alice):
     assert ApiCredential.objects.get(user=alice, is_active=True).vision is False
     output = run(*argv, "--vision", stdin=KEY)
     assert "images yes, PDFs no" in output
+
+
+def test_set_api_key_for_a_group_gives_its_members_the_key(alice):
+    research = Group.objects.create(name="research")
+    research.user_set.add(alice)
+    output = run("set_api_key", "--group", "research", "--env-id", "env-7", stdin=KEY + "\n")
+    credential = ApiCredential.objects.get(group=research)
+    assert credential.user is None and credential.get_key() == KEY
+    assert "the group research" in output and MASK in output and KEY not in output
+    assert credentials.resolve(alice).key == KEY
+    # Again: the group's active credential is replaced, not doubled.
+    run("set_api_key", "--group", "research", "--env-id", "env-7", stdin="sk-second\n")
+    assert ApiCredential.objects.get(group=research).get_key() == "sk-second"
+
+
+def test_set_api_key_refuses_an_unknown_group_and_two_owners(alice):
+    with pytest.raises(CommandError, match="No group named 'reserch'"):
+        run("set_api_key", "--group", "reserch", "--env-id", "e", stdin=KEY)
+    Group.objects.create(name="research")
+    with pytest.raises(CommandError, match="one of them"):
+        run("set_api_key", "alice", "--group", "research", "--env-id", "e", stdin=KEY)
+    with pytest.raises(CommandError, match="one of them"):
+        run("set_api_key", "--group", "research", "--instance-default", "--env-id", "e", stdin=KEY)
+    # A group that does not exist is not made by a typo.
+    assert list(Group.objects.values_list("name", flat=True)) == ["research"]
+    assert not ApiCredential.objects.exists()
+
+
+def test_set_api_key_check_saves_a_key_the_gateway_accepts_and_says_so(alice, gateway):
+    gateway.side_scripts.append(Script(text="pong"))
+    argv = ["set_api_key", "alice", "--base-url", gateway.base_url, "--model", "hy3-preview"]
+    output = run(*argv, "--check", stdin=KEY + "\n")
+    assert "The gateway accepted the key; model hy3-preview answered in" in output
+    assert KEY not in output
+    assert gateway.side_requests[0].headers["authorization"] == f"Bearer {KEY}"
+    assert credentials.resolve(alice).key == KEY
+
+
+@pytest.mark.parametrize(
+    ("status", "sentence"),
+    [(401, "did not accept the API key"), (403, "may not use this model"), (404, "does not offer")],
+)
+def test_set_api_key_check_refused_exits_non_zero_and_keeps_the_old_key(
+    alice, gateway, status, sentence
+):
+    give_key(alice, gateway, "sk-working-key")
+    gateway.side_scripts.append(Script(status=status))
+    with pytest.raises(CommandError) as refused:
+        run("set_api_key", "alice", "--base-url", gateway.base_url, "--check", stdin=KEY)
+    message = str(refused.value)
+    assert sentence in message and "Nothing was saved." in message and KEY not in message
+    assert credentials.resolve(alice).key == "sk-working-key"
+    # The check used the model of the credential it would replace.
+    assert gateway.side_requests[0].body["model"] == "hy3-preview"
+
+
+def test_set_api_key_check_exits_non_zero_in_a_real_process(alice, gateway):
+    """Exit status and output as a shell sees them."""
+    gateway.side_scripts.append(Script(status=401))
+    env = {**os.environ, **process_env()}
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "set_api_key",
+            "alice",
+            "--base-url",
+            gateway.base_url,
+            "--check",
+        ],
+        input=KEY + "\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert completed.returncode != 0
+    assert "The gateway did not accept the API key" in completed.stderr
+    assert KEY not in completed.stdout + completed.stderr
 
 
 @pytest.mark.parametrize(

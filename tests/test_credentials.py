@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, Group
 from django.db import connection
 from django.test import Client
 
@@ -392,3 +392,84 @@ async def test_a_resend_of_a_stored_question_is_still_answered_with_the_stored_m
     assert echo["type"] == "message" and echo["message"]["client_id"] == "c-1"
     assert len(await stored(conversation)) == 2
     assert gateway.requests == []
+
+
+# --- Groups ------------------------------------------------------------------------------------
+def group_with(name: str, *members) -> Group:
+    group = Group.objects.create(name=name)
+    group.user_set.add(*members)
+    return group
+
+
+def test_a_person_uses_their_own_key_else_their_groups_else_the_default(alice, bob):
+    carol = make_user("carol")
+    research = group_with("research", alice, bob)
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(
+        None, group=research, key="sk-research", base_url="https://gw.example/v1"
+    )
+    services.credentials.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
+
+    assert credentials.resolve(alice).key == "sk-alice"
+    assert credentials.resolve(bob).key == "sk-research"
+    assert credentials.resolve(carol).key == "sk-default"
+    shared = credentials.resolve(bob)
+    assert (shared.group_id, shared.user_id) == (research.pk, None)
+    # Setting the default again leaves the group's credential alone, and the reverse.
+    services.credentials.set_api_key(None, key="sk-default-2", base_url="https://gw.example/v1")
+    assert credentials.resolve(bob).key == "sk-research"
+    assert credentials.resolve(carol).key == "sk-default-2"
+
+
+def test_of_several_groups_the_one_whose_name_sorts_first_wins(alice):
+    research = group_with("1-research", alice)
+    everyone = group_with("2-everyone", alice)
+    # A group of hers without a key sorts first: it is passed over.
+    group_with("0-no-key", alice)
+    # The research key is the older one: the rule is the name, not the age.
+    services.credentials.set_api_key(
+        None, group=research, key="sk-research", base_url="https://gw.example/v1"
+    )
+    services.credentials.set_api_key(
+        None, group=everyone, key="sk-everyone", base_url="https://gw.example/v1"
+    )
+    assert credentials.resolve(alice).key == "sk-research"
+    ApiCredential.objects.filter(group=research).update(is_active=False)
+    # One of her groups was revoked, another still has an active key: that one answers.
+    assert credentials.resolve(alice).key == "sk-everyone"
+
+
+def test_a_revoked_group_key_does_not_fall_back_to_the_default(alice, bob):
+    research = group_with("research", alice)
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    services.credentials.set_api_key(
+        None, group=research, key="sk-research", base_url="https://gw.example/v1"
+    )
+    services.credentials.deactivate_credentials(ApiCredential.objects.filter(group=research))
+    assert credentials.resolve(alice) is None
+    assert credentials.resolve(bob).key == "sk-default"
+    # Out of the group, she is someone who was never given a key: the default answers.
+    research.user_set.remove(alice)
+    assert credentials.resolve(alice).key == "sk-default"
+
+
+def test_a_credential_cannot_belong_to_a_user_and_a_group(alice):
+    research = group_with("research", alice)
+    with pytest.raises(services.ServiceError) as refused:
+        services.credentials.set_api_key(
+            alice, group=research, key="sk", base_url="https://gw.example/v1"
+        )
+    assert refused.value.code == "two_owners"
+    assert ApiCredential.objects.count() == 0
+
+
+async def test_a_group_members_turn_reaches_the_gateway_with_the_groups_key(alice, bob, gateway):
+    research = await db(group_with)("research", alice, bob)
+    await db(services.credentials.set_api_key)(
+        None, group=research, key="sk-research-shared", base_url=gateway.base_url
+    )
+    for user in (alice, bob):
+        assert (await one_turn(user, f"from {user.username}"))[-1]["status"] == "complete"
+    assert {r.headers["authorization"] for r in stream_requests(gateway)} == {
+        "Bearer sk-research-shared"
+    }

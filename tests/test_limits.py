@@ -6,12 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import Group
 from django.core.cache import cache
 
 from conversations import credentials, limits, services, usage
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Message
-from tests.conftest import frames_until, give_key, open_socket, receive
+from tests.conftest import frames_until, give_key, make_user, open_socket, receive
 from tests.support.chat import new_conversation, stored
 from tests.support.turns import record_reply
 
@@ -209,3 +210,120 @@ def test_the_default_rate_limit_is_twenty_a_minute(alice, monkeypatch):
         limits.check_rate(alice)
     with pytest.raises(limits.LimitExceeded):
         limits.check_rate(alice)
+
+
+# --- Groups ------------------------------------------------------------------------------------
+def keyed_group(name: str, *members, **limits_: int) -> Group:
+    group = Group.objects.create(name=name)
+    group.user_set.add(*members)
+    services.credentials.set_api_key(
+        None, group=group, key="sk-group", base_url="https://gw.example/v1"
+    )
+    ApiCredential.objects.filter(group=group).update(**limits_)
+    return group
+
+
+def start(user):
+    return services.turns.start_turn(user, services.conversations.create_conversation(user), "hi")
+
+
+def test_a_groups_quota_is_shared_by_the_members_who_use_its_key(alice, bob):
+    carol = make_user("carol")
+    keyed_group("research", alice, bob, carol, monthly_token_quota=100)
+    # Carol has a key of her own: her replies are not the group's.
+    services.credentials.set_api_key(carol, key="sk-carol", base_url="https://gw.example/v1")
+    record_reply(carol, input_tokens=5000, output_tokens=5000)
+    record_reply(alice, input_tokens=30, output_tokens=20)
+    assert start(bob).plan is not None
+    record_reply(bob, input_tokens=30, output_tokens=20)
+
+    # Alice and Bob spent 100 together: neither may start another turn this month.
+    for user in (alice, bob):
+        with pytest.raises(services.ServiceError) as refused:
+            start(user)
+        assert refused.value.code == "quota_exceeded"
+        assert "Your group has used its monthly quota of 100 tokens" in refused.value.message
+    assert start(carol).plan is not None
+
+
+def test_a_person_in_two_groups_counts_only_for_the_group_whose_key_they_use(alice, bob):
+    keyed_group("1-research", alice, monthly_token_quota=100)
+    keyed_group("2-everyone", alice, bob, monthly_token_quota=100)
+    record_reply(alice, input_tokens=100, output_tokens=0)
+    assert (
+        usage.group_tokens_used(Group.objects.get(name="1-research").pk, usage.month_start()) == 100
+    )
+    assert (
+        usage.group_tokens_used(Group.objects.get(name="2-everyone").pk, usage.month_start()) == 0
+    )
+    assert start(bob).plan is not None
+    with pytest.raises(services.ServiceError):
+        start(alice)
+
+
+def test_a_groups_rate_limit_counts_its_members_together(alice, bob, settings, monkeypatch):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 20
+    monkeypatch.setattr(limits, "clock", lambda: CLOCK)
+    keyed_group("research", alice, bob, rate_limit_per_minute=3)
+    carol = make_user("carol")
+    services.credentials.set_api_key(None, key="sk-default", base_url="https://gw.example/v1")
+    for user in (alice, bob, alice):
+        limits.check_rate(user, credentials.resolve(user))
+    with pytest.raises(limits.LimitExceeded) as refused:
+        limits.check_rate(bob, credentials.resolve(bob))
+    assert "Your group is sending messages too quickly (at most 3 per minute together)" in (
+        refused.value.message
+    )
+    assert "15 seconds" in refused.value.message
+    # Refusals count for no one: Bob's own count is still one.
+    assert cache.get(f"chat:rate:{bob.pk}:{int(CLOCK // 60)}") == 1
+    # Someone outside the group is not held back by it.
+    limits.check_rate(carol, credentials.resolve(carol))
+    # The next minute, the group may send again.
+    monkeypatch.setattr(limits, "clock", lambda: CLOCK + 60)
+    limits.check_rate(bob, credentials.resolve(bob))
+
+
+def test_each_person_of_a_group_keeps_the_instances_limit_too(alice, settings, monkeypatch):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
+    monkeypatch.setattr(limits, "clock", lambda: CLOCK)
+    keyed_group("research", alice, rate_limit_per_minute=50)
+    credential = credentials.resolve(alice)
+    limits.check_rate(alice, credential)
+    limits.check_rate(alice, credential)
+    with pytest.raises(limits.LimitExceeded) as refused:
+        limits.check_rate(alice, credential)
+    assert "at most 2 per minute" in refused.value.message
+    assert cache.get(f"chat:rate:group:{credential.group_id}:{int(CLOCK // 60)}") == 2
+
+
+def test_a_users_own_rate_limit_replaces_the_instances(alice, bob, settings, monkeypatch):
+    settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
+    monkeypatch.setattr(limits, "clock", lambda: CLOCK)
+    services.credentials.set_api_key(alice, key="sk-alice", base_url="https://gw.example/v1")
+    ApiCredential.objects.filter(user=alice).update(rate_limit_per_minute=5)
+    credential = credentials.resolve(alice)
+    for _ in range(5):
+        limits.check_rate(alice, credential)
+    with pytest.raises(limits.LimitExceeded) as refused:
+        limits.check_rate(alice, credential)
+    assert "at most 5 per minute" in refused.value.message
+
+
+async def test_a_turn_over_the_groups_rate_limit_is_refused_before_anything_is_stored(
+    alice, bob, gateway, settings, monkeypatch
+):
+    monkeypatch.setattr(limits, "clock", lambda: CLOCK)
+    group = await db(keyed_group)("research", alice, bob, rate_limit_per_minute=1)
+    await ApiCredential.objects.filter(group=group).aupdate(base_url=gateway.base_url)
+    _, sock = await open_chat(alice)
+    await sock.send_json_to({"type": "send", "content": "one"})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
+    await sock.disconnect()
+    conversation, sock = await open_chat(bob)
+    await sock.send_json_to({"type": "send", "content": "two"})
+    error = await receive(sock)
+    await sock.disconnect()
+    assert error["type"] == "error" and error["code"] == "rate_limited_local"
+    assert await stored(conversation) == []
+    assert len(stream_requests(gateway)) == 1

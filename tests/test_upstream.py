@@ -240,3 +240,54 @@ def test_transport_errors_are_mapped_too(exc, started, code, retryable):
 def test_an_upstream_error_is_passed_through_as_it_is():
     error = UpstreamError("timeout", "Too slow.", retryable=True)
     assert upstream.map_error(error, model=MODEL, started=True) is error
+
+
+# --- Checking a key ----------------------------------------------------------------------------
+def ticks(*values: float) -> Any:
+    """A monotonic clock that reads `values` in turn."""
+    readings = iter(values)
+    return lambda: next(readings)
+
+
+async def test_a_key_check_asks_for_one_token_and_says_how_long_the_model_took(gateway):
+    gateway.side_scripts.append(Script(text="pong"))
+    result = await upstream.check_key(credential(gateway, key="sk-check-1"), clock=ticks(10, 10.8))
+    assert result.accepted and result.code is None
+    assert result.message == f"The gateway accepted the key; model {MODEL} answered in 0.8 s."
+    (sent,) = gateway.side_requests
+    assert sent.body["max_tokens"] == 1 and sent.body["model"] == MODEL
+    assert "stream" not in sent.body
+    assert sent.headers["authorization"] == "Bearer sk-check-1"
+    assert "sk-check-1" not in result.message
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "sentence"),
+    [
+        (401, "auth_failed", "The gateway did not accept the API key."),
+        (403, "forbidden", "This API key may not use this model or gateway."),
+        (404, "model_not_found", f"The gateway does not offer the model “{MODEL}”."),
+    ],
+)
+async def test_a_refused_key_check_says_why_in_words(gateway, status, code, sentence):
+    gateway.side_scripts.append(Script(status=status))
+    result = await upstream.check_key(credential(gateway, key="sk-check-2"))
+    assert not result.accepted and result.code == code
+    assert result.message.startswith("The check failed: " + sentence)
+    assert "sk-check-2" not in result.message
+    assert len(gateway.side_requests) == 1  # a check is not retried
+
+
+async def test_a_200_with_an_error_body_fails_the_check(gateway):
+    gateway.side_scripts.append(Script(json_error_200=True))
+    result = await upstream.check_key(credential(gateway))
+    assert not result.accepted and result.code == "overloaded"
+
+
+async def test_a_key_check_of_an_unreachable_gateway_says_it_could_not_reach_it():
+    unreachable = GatewayCredential(
+        base_url="http://127.0.0.1:9", scheme="bearer", key="sk", default_model=MODEL
+    )
+    result = await upstream.check_key(unreachable)
+    assert not result.accepted and result.code == "connection_failed"
+    assert "Could not reach the gateway" in result.message

@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -148,6 +149,25 @@ def test_the_usage_page_draws_30_days_and_the_top_users(admin_client, alice, bob
     top = html[html.index('id="usage-top-heading"') :]
     assert top.index("alice") < top.index("bob")
     assert f'href="?user={alice.pk}"' in top
+
+
+def test_the_usage_page_shows_each_groups_month_and_quota_left(admin_client, alice, bob):
+    research = Group.objects.create(name="research")
+    research.user_set.add(alice, bob)
+    Group.objects.create(name="no-key").user_set.add(alice)
+    services.credentials.set_api_key(
+        None, group=research, key="sk-r", base_url="https://gw.example/v1"
+    )
+    ApiCredential.objects.filter(group=research).update(monthly_token_quota=10_000)
+    record_reply(alice, input_tokens=1200, output_tokens=34)
+    record_reply(bob, input_tokens=5, output_tokens=6)
+    html = admin_client.get(USAGE_URL).content.decode()
+    groups = html[html.index('id="usage-groups-heading"') :]
+    row = groups[groups.index(">research<") :].split("</tr>")[0]
+    # members on its key, tokens this month, quota left
+    for value in ("2", "1,245", "8,755"):
+        assert f">{value}<" in row, value
+    assert "no-key" not in groups
 
 
 def test_the_usage_page_of_one_user_shows_only_their_replies(admin_client, alice, bob):

@@ -7,16 +7,18 @@
   a generation runs from, the history sent upstream;
 - `threads`: which thread of the tree of versions a conversation shows (switch);
 - `replies`: checkpoints, the final save, the reaper, what a connecting socket is told;
-- `credentials`: the credential a turn uses (limits, allowed models) and the
-  administrator's writes;
+- `credentials`: the credential a turn uses (limits, allowed models), the key check, and
+  the administrator's writes, each kept in the audit (`audit`: what changed, by whom);
 - `search_index`: the search entries the others write beside their rows;
 - `attachments`: uploaded files, linked to the message they are sent with, removed with
-  their conversation or when never sent.
+  their conversation or when never sent;
+- `accounts`: accounts made and kept by single sign-on (their groups from a claim).
 
 Consumers (through `generation`), views, the admin (its saves and deletes too) and the
-management commands call these functions; no other code writes conversations, messages or
-credentials. Functions are synchronous (they run in a database thread); each one that
-others must hear about broadcasts its websocket frame *after* its transaction commits.
+management commands call these functions (single sign-on too); no other code writes
+conversations, messages, attachments, credentials or accounts' groups. Functions are
+synchronous (they run in a database thread); each one that others must hear about
+broadcasts its websocket frame *after* its transaction commits.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (DatabaseError, UnicodeEncodeError
 # The subjects, reachable as `services.turns` etc. once the package is imported. Last:
 # each of them imports ServiceError from here.
 from conversations.services import (  # noqa: E402
+    accounts,
     attachments,
+    audit,
     conversations,
     credentials,
     events,
@@ -55,7 +59,9 @@ from conversations.services import (  # noqa: E402
 __all__ = [
     "STORAGE_ERRORS",
     "ServiceError",
+    "accounts",
     "attachments",
+    "audit",
     "conversations",
     "credentials",
     "events",

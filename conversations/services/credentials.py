@@ -7,20 +7,28 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from conversations import credentials as resolution
-from conversations import crypto, limits
+from conversations import crypto, limits, upstream
 from conversations.credentials import GatewayCredential
-from conversations.models import ApiCredential, Conversation
-from conversations.services import ServiceError
+from conversations.models import ApiCredential, Conversation, CredentialChange
+from conversations.services import ServiceError, audit
 from conversations.text import clean
 
 logger = logging.getLogger(__name__)
+
+# Who changed a credential: a signed-in person, or None (a command, single sign-on).
+Actor = AbstractBaseUser | None
+# Where a change came from, as the audit shows it.
+VIA_ADMIN = CredentialChange.Via.ADMIN
+VIA_COMMAND = CredentialChange.Via.COMMAND
 
 
 def for_turn(user: AbstractBaseUser) -> GatewayCredential:
@@ -83,21 +91,63 @@ def check_model(conversation: Conversation, credential: GatewayCredential) -> No
         )
 
 
-def save_credential(credential: ApiCredential) -> ApiCredential:
+def check_key(credential: GatewayCredential) -> upstream.KeyCheck:
+    """Make the cheapest request the gateway allows with this credential (`upstream.check_key`)
+    and say what it answered. Sync: the admin and the commands call it; never in a turn."""
+    return async_to_sync(upstream.check_key)(credential)
+
+
+def check_stored_key(row: ApiCredential) -> upstream.KeyCheck:
+    """`check_key` for a stored credential (the admin's "Check key" action)."""
+    try:
+        credential = resolution.of_row(row)
+    except crypto.DecryptionError:
+        return upstream.KeyCheck(
+            accepted=False,
+            code="api_key_unreadable",
+            message=_(
+                "The stored key cannot be decrypted with FIELD_ENCRYPTION_KEYS: enter it again."
+            ),
+        )
+    return check_key(credential)
+
+
+def _action(before: audit.Snapshot | None, after: audit.Snapshot | None) -> str:
+    if before is None:
+        return CredentialChange.Action.CREATED
+    if before["is_active"] and after is not None and not after["is_active"]:
+        return CredentialChange.Action.DEACTIVATED
+    return CredentialChange.Action.CHANGED
+
+
+def _save_audited(credential: ApiCredential, *, by: Actor, via: str, **save: Any) -> None:
+    """Save and keep the record of what changed, in the caller's transaction."""
+    before = audit.stored(credential.pk)
+    credential.save(**save)
+    after = audit.snapshot(credential)
+    audit.record(credential, _action(before, after), before, after, by=by, via=via)
+
+
+def save_credential(
+    credential: ApiCredential, *, by: Actor = None, via: str = VIA_ADMIN
+) -> ApiCredential:
     """Store a credential edited in the admin (its key already set through `set_key`)."""
     # The admin's form refuses a NUL already; a label set by other code is cleaned here.
     credential.label = clean(credential.label)
     with transaction.atomic():
-        credential.save()
+        _save_audited(credential, by=by, via=via)
     credential_changed(credential)
     return credential
 
 
-def delete_credential(credential: ApiCredential) -> None:
+def delete_credential(credential: ApiCredential, *, by: Actor = None, via: str = VIA_ADMIN) -> None:
     """Delete a credential (the admin). Its person's next turn resolves again: another
-    active credential of theirs, else the instance default (see `credentials.resolve`)."""
+    active credential of theirs, else the instance default (see `credentials.resolve`).
+    Its audit records stay, under its name."""
     pk, hint = credential.pk, credential.key_hint
     with transaction.atomic():
+        before = audit.stored(pk)
+        audit.record(credential, CredentialChange.Action.DELETED, before, None, by=by, via=via)
         credential.delete()
     logger.info("Credential %s deleted (key %s)", pk, hint)
 
@@ -158,6 +208,7 @@ def allowed_models_text(default_model: str, names: list[str]) -> str:
 def set_api_key(
     user: AbstractBaseUser | None,
     *,
+    group: Group | None = None,
     key: str,
     base_url: str,
     scheme: str = ApiCredential.Scheme.BEARER,
@@ -166,8 +217,11 @@ def set_api_key(
     allowed_models: list[str] | None = None,
     vision: bool | None = None,
     pdf: bool | None = None,
+    by: Actor = None,
+    via: str = VIA_COMMAND,
 ) -> ApiCredential:
-    """Give `user` (None: the instance default) this credential, replacing the active one.
+    """Give `user`, or `group` (both None: the instance default) this credential, replacing
+    the active one.
 
     `vision` and `pdf` (what the models take besides text) None keep what the replaced
     credential said (yes for a new one).
@@ -175,6 +229,10 @@ def set_api_key(
     `allowed_models` None keeps the list the replaced credential had (none for a new one:
     the default model only); a list replaces it (see `allowed_models_text`).
     """
+    if user is not None and group is not None:
+        raise ServiceError(
+            "two_owners", _("A credential belongs to a user or to a group, not to both.")
+        )
     key = key.strip()
     if not key:
         raise ServiceError("empty_key", _("The API key is empty."))
@@ -186,8 +244,8 @@ def set_api_key(
             raise ServiceError("invalid_model_name", _("Give at least one model name to allow."))
     with transaction.atomic():
         credential = ApiCredential.objects.select_for_update().filter(
-            user=user, is_active=True
-        ).order_by("-updated_at").first() or ApiCredential(user=user)
+            user=user, group=group, is_active=True
+        ).order_by("-updated_at").first() or ApiCredential(user=user, group=group)
         credential.base_url = base_url
         credential.scheme = scheme
         # From a command line, whose bytes Python decodes with surrogates where they are not
@@ -207,9 +265,66 @@ def set_api_key(
         credential.is_active = True
         credential.set_key(key)
         credential.full_clean(exclude=["key_encrypted"])
-        credential.save()
+        _save_audited(credential, by=by, via=via)
     credential_changed(credential)
     return credential
+
+
+def assign_credential(
+    source: ApiCredential,
+    users: Iterable[AbstractBaseUser],
+    *,
+    by: Actor = None,
+    via: str = VIA_ADMIN,
+) -> int:
+    """Give each of `users` a credential of their own like `source` (the admin's action on
+    many users at once): same gateway, key, models and limits. A user's active credential
+    is updated in place, as `set_api_key` does; one without gets a new one. The key is
+    copied encrypted, never decrypted. Returns how many users were given it."""
+    copied = [
+        "base_url",
+        "scheme",
+        "key_encrypted",
+        "key_hint",
+        "default_model",
+        "allowed_models",
+        "vision",
+        "pdf",
+        "monthly_token_quota",
+        "rate_limit_per_minute",
+    ]
+    changed: list[ApiCredential] = []
+    with transaction.atomic():
+        for user in users:
+            credential = ApiCredential.objects.select_for_update().filter(
+                user=user, is_active=True
+            ).order_by("-updated_at").first() or ApiCredential(user=user)
+            for name in copied:
+                setattr(credential, name, getattr(source, name))
+            credential.label = source.label
+            credential.is_active = True
+            _save_audited(credential, by=by, via=via)
+            changed.append(credential)
+    for credential in changed:
+        credential_changed(credential)
+    return len(changed)
+
+
+def deactivate_credentials(
+    credentials: Iterable[ApiCredential], *, by: Actor = None, via: str = VIA_ADMIN
+) -> int:
+    """Revoke credentials (the admin's action): their owners' next turns are refused
+    (`credentials.resolve`). Returns how many were active."""
+    changed: list[ApiCredential] = []
+    with transaction.atomic():
+        for credential in credentials:
+            if credential.is_active:
+                credential.is_active = False
+                _save_audited(credential, by=by, via=via, update_fields=["is_active", "updated_at"])
+                changed.append(credential)
+    for credential in changed:
+        credential_changed(credential)
+    return len(changed)
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,23 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
     )
     empty = services.conversations.create_conversation(mei)
     kai_chat = services.conversations.create_conversation(kai)
+
+    # A group sharing a key and a quota, with its audit: a few changes by mei in the admin.
+    from django.contrib.auth.models import Group
+
+    research = Group.objects.create(name="1-research")
+    research.user_set.add(users.get(username="lin"))
+    team_key = services.credentials.set_api_key(
+        None, group=research, key="sk-research-shared-4f2e", base_url=gateway_url,
+        model="hy3-preview", label="Research team",
+    )  # fmt: skip
+    team_key.monthly_token_quota = 2_000_000
+    team_key.rate_limit_per_minute = 60
+    services.credentials.save_credential(team_key, by=mei)
+    team_key.set_key("sk-research-rotated-9a0b")
+    services.credentials.save_credential(team_key, by=mei)
     return {
+        "team_key": team_key,
         "users": {"mei": mei, "lin": users.get(username="lin"), "kai": kai},
         "chat": chat,
         "error": error,
@@ -183,7 +199,31 @@ def _pages(data: dict[str, Any]) -> list[tuple[str, str | None, str, bool]]:
         ("delete", "mei", f"/c/{data['error'].public_id}/delete/", False),
         ("admin-credential", "mei", "/admin/conversations/apicredential/add/", False),
         ("admin-usage", "mei", "/admin/usage/", False),
+        # Single sign-on configured (a second server, with OIDC_* variables).
+        ("login-sso", None, "/accounts/login/", False),
+        ("admin-credentials", "mei", "/admin/conversations/apicredential/", False),
+        (
+            "admin-credential-audit",
+            "mei",
+            f"/admin/conversations/apicredential/{data['team_key'].pk}/change/#fieldset-0-3-heading",
+            False,
+        ),
+        ("admin-audit", "mei", "/admin/conversations/credentialchange/", False),
+        ("admin-users", "mei", "/admin/auth/user/", False),
     ]
+
+
+# What a server with single sign-on configured is started with (the provider is not
+# reached: the login page only shows its button).
+SSO_ENV = {
+    "OIDC_PROVIDER_NAME": "Keycloak",
+    "OIDC_RP_CLIENT_ID": "chat",
+    "OIDC_RP_CLIENT_SECRET": "screenshots-only",
+    "OIDC_OP_AUTHORIZATION_ENDPOINT": "https://sso.example.org/realms/staff/protocol/openid-connect/auth",
+    "OIDC_OP_TOKEN_ENDPOINT": "https://sso.example.org/realms/staff/protocol/openid-connect/token",
+    "OIDC_OP_USER_ENDPOINT": "https://sso.example.org/realms/staff/protocol/openid-connect/userinfo",
+    "OIDC_OP_JWKS_ENDPOINT": "https://sso.example.org/realms/staff/protocol/openid-connect/certs",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
 
     gateway = FakeGateway().start_in_thread()
     server = DaphneProcess(CHAT_DEMO_GATEWAY_URL=gateway.base_url)
+    sso_server = DaphneProcess(CHAT_DEMO_GATEWAY_URL=gateway.base_url, **SSO_ENV)
     try:
         data = _fill_database(gateway.base_url)
         cookies = {
@@ -211,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         server.start()
         only = {name for name in args.only.split(",") if name}
+        if not only or "login-sso" in only:
+            sso_server.start()
         args.out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -237,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
                                     ]
                                 )
                             page = context.new_page()
-                            page.goto(server.http_url + path)
+                            origin = sso_server if name == "login-sso" else server
+                            page.goto(origin.http_url + path)
                             if live:
                                 expect(page.locator("#connection")).to_have_attribute(
                                     "data-state", "online"
@@ -252,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     finally:
         server.stop()
+        sso_server.stop()
         gateway.stop_thread()
     return 0
 

@@ -55,18 +55,22 @@ def wait_until_listening(
     raise RuntimeError(f"{process.args[0]} did not start listening in {seconds:.0f} s")
 
 
+def process_env() -> dict[str, str]:
+    """What a child process (Daphne, a management command) needs to share this test
+    process's database and encryption keys."""
+    return {
+        "DEBUG": "1",
+        "SECRET_KEY": settings.SECRET_KEY,
+        "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
+        "DATABASE_URL": test_database_url(),
+        "CHAT_DEMO_GATEWAY_URL": "",
+    }
+
+
 class DaphneProcess:
     def __init__(self, **env: str) -> None:
         self.port = free_port()
-        self.env = {
-            **os.environ,
-            "DEBUG": "1",
-            "SECRET_KEY": settings.SECRET_KEY,
-            "FIELD_ENCRYPTION_KEYS": ",".join(settings.FIELD_ENCRYPTION_KEYS),
-            "DATABASE_URL": test_database_url(),
-            "CHAT_DEMO_GATEWAY_URL": "",
-            **env,
-        }
+        self.env = {**os.environ, **process_env(), **env}
         self.log_path = ROOT / "var" / f"daphne-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
