@@ -1,7 +1,7 @@
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from conversations.rendering import render_markdown
+from conversations.rendering import browser_config, render_markdown
 
 register = template.Library()
 
@@ -17,3 +17,9 @@ def message_prototypes() -> list[dict[str, str]]:
     """The messages the chat page's <template> holds: one of each role, as the script first
     adds it (a question just sent, a reply that starts streaming)."""
     return [{"role": "user", "status": "complete"}, {"role": "assistant", "status": "streaming"}]
+
+
+@register.simple_tag
+def markdown_config() -> dict[str, object]:
+    """The server's Markdown settings and allow-list, for the page's live rendering."""
+    return browser_config()
