@@ -141,3 +141,21 @@ def test_a_whole_stream_ends_with_message_stop_and_counts_its_tokens(gateway):
     assert events.count("content_block_delta") == 3
     (record,) = gateway.requests
     assert record.tokens_sent == 3 and record.completed
+
+
+def test_a_script_of_chunks_streams_exactly_those_deltas(gateway):
+    # Tests of the page choose where a delta ends: `<scr` in one, `ipt>` in the next.
+    gateway.enqueue(Script(chunks=["Hello <scr", "ipt>x</scr", "ipt>\n\n", "  end"]))
+    connection, response = post(gateway, STREAM)
+    texts = [
+        json.loads(line.removeprefix("data: "))["delta"]["text"]
+        for line in response.read().decode().splitlines()
+        if line.startswith("data: ") and '"text_delta"' in line
+    ]
+    connection.close()
+    assert texts == ["Hello <scr", "ipt>x</scr", "ipt>\n\n", "  end"]
+    assert gateway.requests[0].tokens_sent == 4
+
+
+def test_chunks_cannot_be_given_in_a_directive():
+    assert Script.from_directive("[[fake chunks=a|b words=2]]") == Script(words=2)
