@@ -1,0 +1,131 @@
+// A reply rendered as Markdown while it is written. The server's HTML (the `done` frame)
+// replaces it at the end; until then the page shows what the same parser and the same
+// allow-list make of the text so far (chat/markdown.js).
+//
+// Cost per frame is bounded by rendering only the tail: top-level blocks that the text
+// after them can no longer change are rendered once and kept (`stable`); each frame
+// parses and renders only what follows them. Rendering waits for an animation frame (at
+// most one per frame), and a render that took long spaces out the next ones, so a huge
+// last block (a very long code block, a paragraph with no end) cannot take over the page.
+import { addCopyButtons } from "./decorate.js";
+import { settle } from "./unfinished.js";
+
+// Rendering may take at most this share of the page's time while a reply streams.
+const BUSY_SHARE = 0.25;
+
+// Where line `index` of `text` starts (any line break: \n, \r\n or \r, as markdown-it).
+function lineOffset(text, index) {
+  if (index === 0) return 0;
+  const breaks = /\r\n?|\n/g;
+  let seen = 0;
+  let match;
+  while ((match = breaks.exec(text)) !== null) {
+    seen += 1;
+    if (seen === index) return match.index + match[0].length;
+  }
+  return text.length;
+}
+
+export class LiveReply {
+  // `around(render)` runs each render (the message list keeps a followed reply in view).
+  constructor(body, markdown, around = (render) => render()) {
+    this.body = body;
+    this.markdown = markdown;
+    this.around = around;
+    this.frame = 0;
+    this.notBefore = 0;
+    this.set("");
+  }
+
+  // The whole text so far (a reconnect, a resync): rendered from scratch.
+  set(text) {
+    this.text = text;
+    this.stable = 0; // characters of `text` rendered for good
+    this.references = {}; // link reference definitions among them
+    this.tail = []; // the nodes of the rest, replaced at each render
+    this.renderedLength = -1;
+    this.body.replaceChildren();
+    if (this.markdown) this.body.classList.remove("message__body--plain");
+    this.schedule();
+  }
+
+  append(text) {
+    this.text += text;
+    this.schedule();
+  }
+
+  // No more renders (the server's HTML takes over, or the reply is gone).
+  stop() {
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.frame = 0;
+    this.stopped = true;
+  }
+
+  schedule() {
+    if (this.frame || this.stopped) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      if (performance.now() < this.notBefore) {
+        this.schedule();
+        return;
+      }
+      this.around(() => this.flush());
+    });
+  }
+
+  // Render now, if anything changed (the animation frame calls it; so can a benchmark).
+  flush() {
+    if (this.renderedLength === this.text.length) return;
+    const started = performance.now();
+    if (this.markdown) this.render();
+    else this.body.textContent = this.text;
+    this.renderedLength = this.text.length;
+    const cost = performance.now() - started;
+    this.notBefore = started + cost / BUSY_SHARE;
+  }
+
+  render() {
+    let tail = this.text.slice(this.stable);
+    let starts = this.blockStarts(tail);
+    // Blocks are kept once a later block has begun and two whole lines of it are here: a
+    // partial line can still turn out to continue the block above (a `#` that becomes
+    // `#tag`), and a table's header only becomes one with the line after it.
+    const complete = (tail.match(/\r\n?|\n/g) || []).length;
+    const keep = starts.filter((line) => line > 0 && line + 2 <= complete).pop();
+    if (keep) {
+      const cut = lineOffset(tail, keep);
+      const env = { references: { ...this.references } };
+      const kept = this.markdown.render(tail.slice(0, cut), env);
+      this.references = env.references;
+      this.stable += cut;
+      this.replaceTail(kept);
+      this.tail = [];
+      tail = tail.slice(cut);
+      starts = starts.filter((line) => line >= keep).map((line) => line - keep);
+    }
+    // The last block as it will probably end (no half-typed syntax shown); what precedes
+    // it in the tail is whole already.
+    const at = lineOffset(tail, starts.length ? starts[starts.length - 1] : 0);
+    const shown = tail.slice(0, at) + settle(tail.slice(at).replace(/\r\n?/g, "\n"));
+    this.replaceTail(this.markdown.render(shown, { references: { ...this.references } }));
+  }
+
+  // The first line of each top-level block of `text`.
+  blockStarts(text) {
+    const starts = [];
+    for (const token of this.markdown.parse(text, { references: { ...this.references } })) {
+      if (token.level === 0 && token.nesting >= 0 && token.map && token.map[0] !== starts[starts.length - 1]) {
+        starts.push(token.map[0]);
+      }
+    }
+    return starts;
+  }
+
+  replaceTail(fragment) {
+    addCopyButtons(fragment);
+    const nodes = [...fragment.childNodes];
+    for (const node of this.tail) node.remove();
+    this.body.append(fragment);
+    this.tail = nodes;
+  }
+}
