@@ -286,6 +286,47 @@ def test_the_live_rendering_of_a_whole_reply_is_the_servers_html(
     assert mismatches == []
 
 
+def test_an_open_code_block_grows_by_its_new_text_and_shows_what_a_full_render_shows(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+) -> None:
+    context, _ = browser_context
+    page, _ = watched_chat(context, server, chatter)
+    page.evaluate(MODULES)
+    source = (
+        "Intro **text**.\n\n```python\nx = 1\n    indented <b>\n``not a fence\n  ``\n~~~\n"
+        "last line\n```\n\nAfter *the* code.\n\n~~~\nmore\n  ~~~~  \n"
+    )
+    result = page.evaluate(
+        """(source) => {
+            const { markdown, LiveReply } = window.__render;
+            const box = document.createElement("div");
+            const live = new LiveReply(box, markdown);
+            live.stop();
+            const differences = [];
+            const elements = new Set();
+            for (const char of source) {
+                live.append(char);
+                live.flush();
+                // The same text rendered from scratch, in one go.
+                const fresh = document.createElement("div");
+                const whole = new LiveReply(fresh, markdown);
+                whole.stop();
+                whole.append(live.text);
+                whole.flush();
+                if (window.__shape(box) !== window.__shape(fresh)) differences.push([live.text, window.__shape(box), window.__shape(fresh)]);
+                if (live.fence) elements.add(live.fence.code);
+            }
+            return { differences, followed: elements.size, text: box.textContent };
+        }""",
+        source,
+    )
+    assert result["differences"] == []
+    # Two open code blocks, each followed by one element while it grew.
+    assert result["followed"] == 2
+
+
 # Holds each `done` frame for two animation frames (the live rendering catches up), then
 # measures the reply before and after the page puts the server's HTML in its place.
 MEASURE_DONE = """(() => {

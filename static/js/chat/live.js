@@ -4,11 +4,15 @@
 //
 // Cost per frame is bounded by rendering only the tail: top-level blocks that the text
 // after them can no longer change are rendered once and kept (`stable`); each frame
-// parses and renders only what follows them. Rendering waits for an animation frame (at
-// most one per frame), and a render that took long spaces out the next ones, so a huge
-// last block (a very long code block, a paragraph with no end) cannot take over the page.
+// parses and renders only what follows them. A code block still open at the end grows by
+// its new text only (`fence`). Rendering waits for an animation frame (at most one per
+// frame), and a render that took long spaces out the next ones, so a huge last block (a
+// paragraph with no end) cannot take over the page.
 import { addCopyButtons } from "./decorate.js";
-import { settle } from "./unfinished.js";
+import { mayCloseFence, openFence, settle } from "./unfinished.js";
+
+// A fence that opens a line, the whole line: `code` is what follows it.
+const FENCE_LINE = /^(`{3,}|~{3,})[^\n]*\n/;
 
 // Rendering may take at most this share of the page's time while a reply streams.
 const BUSY_SHARE = 0.25;
@@ -43,6 +47,7 @@ export class LiveReply {
     this.stable = 0; // characters of `text` rendered for good
     this.references = {}; // link reference definitions among them
     this.tail = []; // the nodes of the rest, replaced at each render
+    this.fence = null; // the open code block at the end, while only its text grows
     this.renderedLength = -1;
     this.body.replaceChildren();
     if (this.markdown) this.body.classList.remove("message__body--plain");
@@ -85,6 +90,8 @@ export class LiveReply {
   }
 
   render() {
+    if (this.fence && this.extendFence()) return;
+    this.fence = null;
     let tail = this.text.slice(this.stable);
     let starts = this.blockStarts(tail);
     // Blocks are kept once a later block has begun and two whole lines of it are here: a
@@ -106,8 +113,51 @@ export class LiveReply {
     // The last block as it will probably end (no half-typed syntax shown); what precedes
     // it in the tail is whole already.
     const at = lineOffset(tail, starts.length ? starts[starts.length - 1] : 0);
-    const shown = tail.slice(0, at) + settle(tail.slice(at).replace(/\r\n?/g, "\n"));
-    this.replaceTail(this.markdown.render(shown, { references: { ...this.references } }));
+    const last = settle(tail.slice(at).replace(/\r\n?/g, "\n"));
+    this.replaceTail(this.markdown.render(tail.slice(0, at) + last, { references: { ...this.references } }));
+    if (!/[\r\0]/.test(tail)) this.followFence(last, this.stable + at);
+  }
+
+  // If the last block is a code block left open, from its first line on, keep its <code>:
+  // until it closes, the next renders only append text to it. Taken only if that element
+  // holds exactly the block's text, so the shortcut shows what a full render would.
+  followFence(block, start) {
+    const opening = FENCE_LINE.exec(block);
+    if (!opening || openFence(block.split("\n")) === null) return;
+    const element = this.tail.findLast((node) => node.nodeType === Node.ELEMENT_NODE);
+    const code = element?.querySelector("pre > code");
+    const text = block.slice(opening[0].length);
+    if (!code || code.textContent !== text) return;
+    this.fence = {
+      code,
+      char: opening[1][0],
+      length: opening[1].length,
+      shown: start + block.length, // the reply's text up to here is in `code`
+      atLineStart: text === "" || text.endsWith("\n"),
+    };
+  }
+
+  // Append the text that arrived to the open code block; false if a full render is
+  // needed instead (the block closed, or the text has what markdown-it would change).
+  extendFence() {
+    const fence = this.fence;
+    const added = this.text.slice(fence.shown);
+    if (/[\r\0]/.test(added)) return false;
+    const lines = added.split("\n");
+    const closing = new RegExp(`^ {0,3}\\${fence.char}{${fence.length},}[ \\t]*$`);
+    for (let i = 0; i < lines.length - 1; i += 1) {
+      if ((i > 0 || fence.atLineStart) && closing.test(lines[i])) return false;
+    }
+    // A line shown in part has something other than the fence character: never a closer.
+    const last = lines[lines.length - 1];
+    const wait = (lines.length > 1 || fence.atLineStart) && mayCloseFence(last, fence.char);
+    const show = wait ? added.slice(0, added.length - last.length) : added;
+    if (show) {
+      fence.code.append(show);
+      fence.shown += show.length;
+      fence.atLineStart = show.endsWith("\n");
+    }
+    return true;
   }
 
   // The first line of each top-level block of `text`.

@@ -11,8 +11,8 @@
 const MARKER_ONLY = /^[ \t]*(?:[-*+_=`~#|:>.]|\d)+[ \t]*$/;
 const FENCE_OPEN = /^ {0,3}(`{3,}|~{3,})/;
 
-// The fence marker a block opens with and leaves open, or null.
-function openFence(lines) {
+// The fence marker a block (its lines) opens with and leaves open, or null.
+export function openFence(lines) {
   const opening = FENCE_OPEN.exec(lines[0]);
   if (!opening) return null;
   const marker = opening[1];
@@ -119,13 +119,18 @@ function settleDelimiters({ text, masked }) {
   return settled;
 }
 
+// A last line of an open fence that may still become its closing line: it waits.
+export function mayCloseFence(line, char) {
+  return line !== "" && new RegExp(`^[ \\t]*\\${char}*[ \\t]*$`).test(line);
+}
+
 export function settle(block) {
   const lines = block.split("\n");
   const last = lines[lines.length - 1];
   const fence = openFence(lines);
   if (fence !== null) {
     // Inside code everything is literal, but its closing fence may be arriving.
-    if (last && new RegExp(`^ {0,3}\\${fence[0]}+[ \\t]*$`).test(last)) lines[lines.length - 1] = "";
+    if (mayCloseFence(last, fence[0])) lines[lines.length - 1] = "";
     return lines.join("\n");
   }
   if (MARKER_ONLY.test(last)) {
