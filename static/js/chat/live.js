@@ -11,6 +11,9 @@
 import { addCopyButtons } from "./decorate.js";
 import { mayCloseFence, openFence, settle } from "./unfinished.js";
 
+// Text appended to an open code block goes into text nodes of about this size.
+const TEXT_NODE_CHARS = 2048;
+
 // A fence that opens a line, the whole line: `code` is what follows it.
 const FENCE_LINE = /^(`{3,}|~{3,})[^\n]*\n/;
 
@@ -43,10 +46,14 @@ export class LiveReply {
 
   // The whole text so far (a reconnect, a resync): rendered from scratch.
   set(text) {
-    this.text = text;
-    this.stable = 0; // characters of `text` rendered for good
-    this.references = {}; // link reference definitions among them
-    this.tail = []; // the nodes of the rest, replaced at each render
+    // The text is kept in pieces so that no frame copies all of it: `kept`, the blocks
+    // rendered for good; `pending`, the rest; `fresh`, what arrived since the last render.
+    this.kept = "";
+    this.pending = text;
+    this.fresh = text;
+    this.length = text.length;
+    this.references = {}; // link reference definitions of the kept blocks
+    this.tail = []; // the nodes of `pending`, replaced at each render
     this.fence = null; // the open code block at the end, while only its text grows
     this.renderedLength = -1;
     this.body.replaceChildren();
@@ -54,8 +61,14 @@ export class LiveReply {
     this.schedule();
   }
 
+  get text() {
+    return this.kept + this.pending;
+  }
+
   append(text) {
-    this.text += text;
+    this.pending += text;
+    this.fresh += text;
+    this.length += text.length;
     this.schedule();
   }
 
@@ -80,11 +93,12 @@ export class LiveReply {
 
   // Render now, if anything changed (the animation frame calls it; so can a benchmark).
   flush() {
-    if (this.renderedLength === this.text.length) return;
+    if (this.renderedLength === this.length) return;
     const started = performance.now();
     if (this.markdown) this.render();
     else this.body.textContent = this.text;
-    this.renderedLength = this.text.length;
+    this.fresh = "";
+    this.renderedLength = this.length;
     const cost = performance.now() - started;
     this.notBefore = started + cost / BUSY_SHARE;
   }
@@ -92,7 +106,7 @@ export class LiveReply {
   render() {
     if (this.fence && this.extendFence()) return;
     this.fence = null;
-    let tail = this.text.slice(this.stable);
+    let tail = this.pending;
     let starts = this.blockStarts(tail);
     // Blocks are kept once a later block has begun and two whole lines of it are here: a
     // partial line can still turn out to continue the block above (a `#` that becomes
@@ -104,10 +118,11 @@ export class LiveReply {
       const env = { references: { ...this.references } };
       const kept = this.markdown.render(tail.slice(0, cut), env);
       this.references = env.references;
-      this.stable += cut;
+      this.kept += tail.slice(0, cut);
       this.replaceTail(kept);
       this.tail = [];
       tail = tail.slice(cut);
+      this.pending = tail;
       starts = starts.filter((line) => line >= keep).map((line) => line - keep);
     }
     // The last block as it will probably end (no half-typed syntax shown); what precedes
@@ -115,13 +130,14 @@ export class LiveReply {
     const at = lineOffset(tail, starts.length ? starts[starts.length - 1] : 0);
     const last = settle(tail.slice(at).replace(/\r\n?/g, "\n"));
     this.replaceTail(this.markdown.render(tail.slice(0, at) + last, { references: { ...this.references } }));
-    if (!/[\r\0]/.test(tail)) this.followFence(last, this.stable + at);
+    if (!/[\r\0]/.test(tail)) this.followFence(last, tail.length - at - last.length);
   }
 
   // If the last block is a code block left open, from its first line on, keep its <code>:
   // until it closes, the next renders only append text to it. Taken only if that element
   // holds exactly the block's text, so the shortcut shows what a full render would.
-  followFence(block, start) {
+  // `waiting` is how much of the block's end is held back (a line that may close it).
+  followFence(block, waiting) {
     const opening = FENCE_LINE.exec(block);
     if (!opening || openFence(block.split("\n")) === null) return;
     const element = this.tail.findLast((node) => node.nodeType === Node.ELEMENT_NODE);
@@ -132,7 +148,7 @@ export class LiveReply {
       code,
       char: opening[1][0],
       length: opening[1].length,
-      shown: start + block.length, // the reply's text up to here is in `code`
+      waiting: waiting > 0 ? this.pending.slice(-waiting) : "",
       atLineStart: text === "" || text.endsWith("\n"),
     };
   }
@@ -141,7 +157,7 @@ export class LiveReply {
   // needed instead (the block closed, or the text has what markdown-it would change).
   extendFence() {
     const fence = this.fence;
-    const added = this.text.slice(fence.shown);
+    const added = fence.waiting + this.fresh;
     if (/[\r\0]/.test(added)) return false;
     const lines = added.split("\n");
     const closing = new RegExp(`^ {0,3}\\${fence.char}{${fence.length},}[ \\t]*$`);
@@ -152,9 +168,12 @@ export class LiveReply {
     const last = lines[lines.length - 1];
     const wait = (lines.length > 1 || fence.atLineStart) && mayCloseFence(last, fence.char);
     const show = wait ? added.slice(0, added.length - last.length) : added;
+    fence.waiting = wait ? last : "";
     if (show) {
-      fence.code.append(show);
-      fence.shown += show.length;
+      // Into the last text node while it is short: few nodes to lay out, little to copy.
+      const node = fence.code.lastChild;
+      if (node && node.nodeType === Node.TEXT_NODE && node.length < TEXT_NODE_CHARS) node.appendData(show);
+      else fence.code.append(show);
       fence.atLineStart = show.endsWith("\n");
     }
     return true;
