@@ -3,7 +3,7 @@
 // allow-list make of the text so far (chat/markdown.js).
 //
 // Cost per frame is bounded by rendering only the tail: top-level blocks that the text
-// after them can no longer change are rendered once and kept (`stable`); each frame
+// after them can no longer change are rendered once and kept (`kept`); each frame
 // parses and renders only what follows them. A code block still open at the end grows by
 // its new text only (`fence`). Rendering waits for an animation frame (at most one per
 // frame), and a render that took long spaces out the next ones, so a huge last block (a
