@@ -286,6 +286,66 @@ def test_the_live_rendering_of_a_whole_reply_is_the_servers_html(
     assert mismatches == []
 
 
+def test_many_deltas_in_one_frame_are_rendered_once_and_half_typed_syntax_is_not_shown(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+) -> None:
+    context, _ = browser_context
+    page, _ = watched_chat(context, server, chatter)
+    page.evaluate(MODULES)
+    renders = page.evaluate(
+        """async () => {
+            const { markdown, LiveReply } = window.__render;
+            const box = document.createElement("div");
+            const live = new LiveReply(box, markdown);
+            let renders = 0;
+            const render = live.render.bind(live);
+            live.render = () => { renders += 1; render(); };
+            for (let i = 0; i < 100; i += 1) live.append(`word${i} `);
+            const frame = () => new Promise((resolve) => requestAnimationFrame(resolve));
+            await frame(); await frame(); await frame();
+            live.stop();
+            return renders;
+        }"""
+    )
+    assert renders == 1
+    shown = page.evaluate(
+        """(sources) => {
+            const { markdown, LiveReply } = window.__render;
+            return sources.map((source) => {
+                const box = document.createElement("div");
+                const live = new LiveReply(box, markdown);
+                live.stop();
+                live.append(source);
+                live.flush();
+                return window.__shape(box);
+            });
+        }""",
+        [
+            "```python\nx = 1",
+            "Some **bold te",
+            "A `co",
+            "Now ``",
+            "Read [the docs](https://exa",
+            "Intro\n-",
+            "Intro\n\n#",
+            "| a | b |\n|--",
+        ],
+    )
+    assert shown == [
+        '<div class="code"><pre class="highlight" data-language="python">'
+        '<code class="language-python">"x = 1"</></></>',
+        '<p>"Some "<strong>"bold te"</></>',
+        '<p>"A "<code>"co"</></>',
+        '<p>"Now"</>',
+        '<p>"Read the docs"</>',
+        '<p>"Intro"</>',
+        '<p>"Intro"</>',
+        '<p>"| a | b |"</>',
+    ]
+
+
 def test_an_open_code_block_grows_by_its_new_text_and_shows_what_a_full_render_shows(
     server: DaphneProcess,
     browser_context: tuple[BrowserContext, Console],
