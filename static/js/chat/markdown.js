@@ -1,8 +1,9 @@
 // The page's twin of conversations/rendering.py: Markdown to sanitised HTML, for a reply
 // while it streams. Same parser (markdown-it, of which the server runs the Python port),
 // same settings, same allow-list and link rule: all but the code below come from the
-// server's JSON (`config`), so the two cannot drift apart. The libraries are vendored
-// ES modules (static/vendor/, see its manifest.json).
+// server's JSON (`config`), so the two cannot drift apart. The libraries are vendored as
+// published (static/vendor/, see its manifest.json).
+//
 // markdown-it's browser build is not an ES module: run as one, it defines `markdownit` on
 // globalThis (chatsite/vendor.py says why it is used as published).
 import "../../vendor/markdown-it/markdown-it.min.js";
