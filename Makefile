@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Local use runs in development mode unless told otherwise (production: see docs/deploy.md).
 export DEBUG ?= 1
 
-.PHONY: run test lint format bench migrate install clean messages locale axe screenshots
+.PHONY: run test lint format bench migrate install clean messages locale axe screenshots vendor
 
 # Translations: locale/*/LC_MESSAGES/*.po are committed; the .mo files are built here.
 LOCALES := zh_Hans
@@ -41,6 +41,11 @@ $(AXE): | $(STAMP)
 	$(BIN)/python -m tests.e2e.axe
 
 axe: $(AXE)
+
+# The browser libraries in static/vendor/ (markdown-it, DOMPurify) are committed; this
+# fetches the versions pinned in chatsite/vendor.py again with npm and rewrites the manifest.
+vendor: $(STAMP)
+	$(BIN)/python -m chatsite.vendor
 
 run: migrate
 	@$(BIN)/python manage.py ensure_admin

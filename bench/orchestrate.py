@@ -99,6 +99,16 @@ def scale_out(repetitions: int) -> dict[str, Any]:
     return json.loads(out.read_text())
 
 
+def live_render() -> dict[str, Any]:
+    """The browser rows, in a process of their own (Playwright drives Chromium there)."""
+    out = VAR / "render.json"
+    out.unlink(missing_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "bench.render", str(out)], cwd=ROOT, check=True, timeout=900
+    )
+    return json.loads(out.read_text())
+
+
 def main(args: argparse.Namespace, started: float) -> int:
     only = {s.strip() for s in args.only.split(",") if s.strip()}
 
@@ -163,6 +173,8 @@ def main(args: argparse.Namespace, started: float) -> int:
             attempt(results, "idle_sockets", lambda: live.idle_sockets(ctx))
         if wanted("scaleout"):
             attempt(results, "scale_out", lambda: scale_out(args.repetitions))
+        if wanted("render"):
+            attempt(results, "live_render", live_render)
     finally:
         ctx.stop()
         gateway.stop()

@@ -336,6 +336,42 @@ def scale_out_rows(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def render_rows(r: dict[str, Any]) -> list[Row]:
+    render = r.get("live_render")
+    if not render:
+        return [("Live Markdown", "—", "not run", "", "n/a", "")]
+    tokens = f"{render['tokens']:,}"
+    rows: list[Row] = []
+    for name, label in (("mixed", "a mixed Markdown reply"), ("code", "one open code block")):
+        point = render[name]
+        end, start = point["frames_at_end"], point["frames_at_start"]
+        full = point["full_render_at_end"]
+        rows.append(
+            (
+                "Live Markdown",
+                f"browser, {label} of {tokens} tokens, a token per frame: time per rendered "
+                f"frame (render + style + layout) over the last {render['tail_tokens']:,} "
+                f"tokens, p50 / p95 / max (first {render['tail_tokens']:,}: p50 "
+                f"{ms(start['p50_ms'])})",
+                f"{ms(end['p50_ms'])} / {ms(end['p95_ms'])} / {ms(end['max_ms'])}",
+                "p95 ≤ 8 ms (half a 60 Hz frame)" if name == "mixed" else "—",
+                verdict(end["p95_ms"] <= 8.0) if name == "mixed" else "n/a",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "Live Markdown",
+                f"{label}: the whole text rendered again at the end instead (median)",
+                ms(full["p50_ms"]),
+                "—",
+                "n/a",
+                "",
+            )
+        )
+    return rows
+
+
 def rows(results: dict[str, Any]) -> list[Row]:
     return [
         *latency_rows(results),
@@ -346,6 +382,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *list_rows(results),
         *idle_rows(results),
         *scale_out_rows(results),
+        *render_rows(results),
     ]
 
 

@@ -3,12 +3,18 @@
 markdown-it-py renders (raw HTML in the source is escaped, not passed through), pygments
 highlights fenced code, and nh3 sanitises the result against an allowlist, so a model
 that writes `<script>`, `onerror=` or `javascript:` links produces inert text.
+
+The page renders a reply the same way while it streams (static/js/chat/markdown.js:
+markdown-it and DOMPurify). It takes its parser settings and allow-list from
+`browser_config()`, which the chat page embeds as JSON, so the two cannot drift apart.
 """
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from html import escape
+from typing import Any
 
 import nh3
 from markdown_it import MarkdownIt
@@ -56,13 +62,28 @@ ALLOWED_ATTRIBUTES = {
     "td": {"class"},
     "ol": {"start"},
 }
+URL_SCHEMES = {"http", "https", "mailto"}
+LINK_REL = "noopener noreferrer nofollow"
+# The parser: CommonMark, raw HTML escaped, no bare-URL links, plus tables and ~~strike~~.
+PRESET = "commonmark"
+OPTIONS = {"html": False, "linkify": False}
+RULES = ["table", "strikethrough"]
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
+
+
+# A language is a name ("python", "c++", "objective-c"); with anything else the block is
+# plain text (the page's live rendering, static/js/chat/markdown.js, has the same rule).
+_LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]+")
 
 
 def _highlight(code: str, language: str, _attrs: str) -> str:
     name = (language or "").strip().split()[0] if language else ""
+    if not _LANGUAGE.fullmatch(name):
+        name = ""
     try:
-        lexer = get_lexer_by_name(name) if name else None
+        # Blank lines at the start and end of a block stay, as without a lexer (and as the
+        # page shows the block while it streams).
+        lexer = get_lexer_by_name(name, stripnl=False) if name else None
     except ClassNotFound:
         lexer = None
     body = highlight(code, lexer, _FORMATTER) if lexer is not None else escape(code)
@@ -93,8 +114,8 @@ def _image_as_link(self: object, tokens: list, idx: int, options: object, env: o
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "highlight": _highlight})
-    md.enable(["table", "strikethrough"])
+    md = MarkdownIt(PRESET, {**OPTIONS, "highlight": _highlight})
+    md.enable(RULES)
     # An image the model names would be fetched by every reader's browser, and its URL can
     # carry conversation text out (a known prompt-injection leak): show a link instead.
     md.add_render_rule("image", _image_as_link)
@@ -110,6 +131,20 @@ def render_markdown(text: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer nofollow",
+        url_schemes=URL_SCHEMES,
+        link_rel=LINK_REL,
     )
+
+
+def browser_config() -> dict[str, Any]:
+    """What the page needs to render a streaming reply as this module does (JSON-ready)."""
+    return {
+        "preset": PRESET,
+        "options": OPTIONS,
+        "rules": RULES,
+        "tags": sorted(ALLOWED_TAGS),
+        "attributes": {tag: sorted(names) for tag, names in sorted(ALLOWED_ATTRIBUTES.items())},
+        "url_schemes": sorted(URL_SCHEMES),
+        "link_rel": LINK_REL,
+        "alignments": ALIGNMENTS,
+    }

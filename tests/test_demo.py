@@ -166,3 +166,21 @@ def test_the_demo_reply_says_which_files_it_was_sent():
     reply = demo_reply(body)
     assert "You attached 1 image(s) and 1 PDF document(s) and the file(s) `data.csv`" in reply
     assert "What is this?" in reply
+
+
+def test_a_script_of_chunks_streams_exactly_those_deltas(gateway):
+    # Tests of the page choose where a delta ends: `<scr` in one, `ipt>` in the next.
+    gateway.enqueue(Script(chunks=["Hello <scr", "ipt>x</scr", "ipt>\n\n", "  end"]))
+    connection, response = post(gateway, STREAM)
+    texts = [
+        json.loads(line.removeprefix("data: "))["delta"]["text"]
+        for line in response.read().decode().splitlines()
+        if line.startswith("data: ") and '"text_delta"' in line
+    ]
+    connection.close()
+    assert texts == ["Hello <scr", "ipt>x</scr", "ipt>\n\n", "  end"]
+    assert gateway.requests[0].tokens_sent == 4
+
+
+def test_chunks_cannot_be_given_in_a_directive():
+    assert Script.from_directive("[[fake chunks=a|b words=2]]") == Script(words=2)

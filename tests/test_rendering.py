@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
 import pytest
 
-from conversations.rendering import render_markdown
+from conversations import rendering
+from conversations.rendering import browser_config, render_markdown
+from tests.support.markdown import XSS
 
 FORBIDDEN_TAGS = {"script", "iframe", "svg", "object", "embed", "style", "math", "form", "base"}
 SAFE_SCHEMES = {"", "http", "https", "mailto"}
@@ -48,58 +51,6 @@ def assert_inert(html: str) -> None:
             if name == "style":
                 declarations = [d.strip() for d in value.split(";") if d.strip()]
                 assert all(d.split(":")[0].strip() == "text-align" for d in declarations), html
-
-
-XSS = [
-    pytest.param("<script>alert(1)</script>", id="script"),
-    pytest.param("<SCRIPT SRC=https://evil.example/x.js></SCRIPT>", id="script-src"),
-    pytest.param('<img src=x onerror="alert(1)">', id="img-onerror"),
-    pytest.param("<img src=x onerror=alert(1)//", id="img-unclosed"),
-    pytest.param('<svg onload="alert(1)"><circle r="1"/></svg>', id="svg-onload"),
-    pytest.param('<iframe src="https://evil.example"></iframe>', id="iframe"),
-    pytest.param('<iframe srcdoc="<script>alert(1)</script>">', id="iframe-srcdoc"),
-    pytest.param('<object data="javascript:alert(1)"></object>', id="object"),
-    pytest.param('<embed src="javascript:alert(1)">', id="embed"),
-    pytest.param('<a href="javascript:alert(1)">click</a>', id="raw-a-javascript"),
-    pytest.param('<a href="jAvAsCrIpT:alert(1)" onclick="x()">click</a>', id="raw-a-mixed"),
-    pytest.param('<div style="background:url(javascript:alert(1))">x</div>', id="raw-style"),
-    pytest.param("<style>body{background:red}</style>", id="style-tag"),
-    pytest.param('<math><mi xlink:href="javascript:alert(1)">x</mi></math>', id="math"),
-    pytest.param('<form action="javascript:alert(1)"><button>x</button></form>', id="form"),
-    pytest.param('<details open ontoggle="alert(1)">x</details>', id="details-ontoggle"),
-    pytest.param("[x](javascript:alert(1))", id="md-javascript"),
-    pytest.param("[x](JaVaScRiPt:alert(1))", id="md-mixed-case"),
-    pytest.param("[x](&#106;avascript:alert(1))", id="md-entity-j"),
-    pytest.param("[x](javascript&#58;alert(1))", id="md-entity-colon"),
-    pytest.param("[x](javascript&colon;alert(1))", id="md-named-entity-colon"),
-    pytest.param("[x](&#x6A;&#x61;vascript:alert(1))", id="md-hex-entities"),
-    pytest.param("[x]( javascript:alert(1))", id="md-leading-space"),
-    pytest.param("[x](<javascript:alert(1)>)", id="md-angle-destination"),
-    pytest.param("[x](java\tscript:alert(1))", id="md-tab"),
-    pytest.param("[x](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)", id="md-data"),
-    pytest.param("[x](vbscript:msgbox(1))", id="md-vbscript"),
-    pytest.param("[x](VBScript:msgbox(1))", id="md-vbscript-case"),
-    pytest.param("![x](javascript:alert(1))", id="md-image-javascript"),
-    pytest.param(
-        "![x](data:image/svg+xml;base64,PHN2ZyBvbmxvYWQ9YWxlcnQoMSk+)", id="md-image-data"
-    ),
-    pytest.param('[x](https://ok.example "a\\" onmouseover=\\"alert(1)")', id="md-title-quote"),
-    pytest.param("[x][r]\n\n[r]: javascript:alert(1)", id="reference-javascript"),
-    pytest.param("[x][r]\n\n[r]: <data:text/html,<script>alert(1)</script>>", id="reference-data"),
-    pytest.param("[r]\n\n[r]: JAVASCRIPT:alert(1)", id="shortcut-reference"),
-    pytest.param("<javascript:alert(1)>", id="autolink-javascript"),
-    pytest.param("<JavaScript:alert(1)>", id="autolink-mixed-case"),
-    pytest.param("<data:text/html,<script>alert(1)</script>>", id="autolink-data"),
-    pytest.param("<vbscript:msgbox(1)>", id="autolink-vbscript"),
-    pytest.param("```html\n<script>alert(1)</script>\n```", id="fenced-html"),
-    pytest.param('```"><script>alert(1)</script>\ncode\n```', id="fence-info-injection"),
-    pytest.param("`<img src=x onerror=alert(1)>`", id="inline-code"),
-    pytest.param("    <script>alert(1)</script>", id="indented-code"),
-    pytest.param("| a |\n|---|\n| <img src=x onerror=alert(1)> |", id="table-cell"),
-    pytest.param("> <iframe src=https://evil.example>", id="blockquote"),
-    pytest.param("<!-- x --><script>alert(1)</script>", id="comment"),
-    pytest.param("<<script>script>alert(1)<</script>/script>", id="nested"),
-]
 
 
 @pytest.mark.parametrize("source", XSS)
@@ -191,3 +142,37 @@ def test_it_renders_code_in_unknown_languages_plainly() -> None:
 
 def test_it_renders_nothing_for_empty_text() -> None:
     assert render_markdown("") == ""
+
+
+def test_the_page_gets_the_servers_settings_and_allow_list() -> None:
+    # The page's live rendering (static/js/chat/markdown.js) is configured from this only.
+    config = json.loads(json.dumps(browser_config()))
+    assert set(config["tags"]) == rendering.ALLOWED_TAGS
+    assert {tag: set(names) for tag, names in config["attributes"].items()} == (
+        rendering.ALLOWED_ATTRIBUTES
+    )
+    assert set(config["url_schemes"]) == rendering.URL_SCHEMES == {"http", "https", "mailto"}
+    assert config["link_rel"] == rendering.LINK_REL
+    assert config["alignments"] == rendering.ALIGNMENTS
+    parser = rendering._parser()
+    assert config["options"] == {
+        "html": parser.options["html"],
+        "linkify": parser.options["linkify"],
+    }
+    enabled = set(parser.get_active_rules()["block"]) | set(parser.get_active_rules()["inline"])
+    assert {"table", "strikethrough"} <= enabled and set(config["rules"]) <= enabled
+
+
+def test_code_keeps_its_blank_lines_with_or_without_highlighting() -> None:
+    # What the page shows while streaming (no pygments) has the same lines: no jump at the end.
+    for fence in ("```python", "```nosuchlanguage"):
+        html = render_markdown(f"{fence}\n\n\nx = 1\n\n```")
+        code = html.split("<code", 1)[1].split(">", 1)[1].split("</code>")[0]
+        assert code.count("\n") == 4, html
+
+
+def test_a_code_language_that_is_not_a_name_is_shown_as_text() -> None:
+    html = render_markdown('```"><b>x\ncode\n```\n\n```c++\ny\n```')
+    tags = elements(html)
+    assert ("pre", {"class": "highlight", "data-language": "text"}) in tags
+    assert ("pre", {"class": "highlight", "data-language": "c++"}) in tags

@@ -21,9 +21,9 @@ def test_module_imports_point_at_the_hashed_modules(tmp_path: Path) -> None:
     imported = [
         (module.parent / name).resolve()
         for module in modules
-        for name in re.findall(r'from "(\.[^"]+)"', module.read_text())
+        for name in re.findall(r'(?:from|import) ?"(\.[^"]+)"', module.read_text())
     ]
     assert len(imported) >= 6
     for path in imported:
-        assert re.search(r"\.[0-9a-f]{12}\.js$", path.name), path
+        assert re.search(r"\.[0-9a-f]{12}\.m?js$", path.name), path
         assert path.exists(), path

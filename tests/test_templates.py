@@ -3,6 +3,7 @@ readers rely on (the browser side is in tests/e2e/test_i18n_a11y.py)."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.test import Client
 
 from conversations import services
 from conversations.models import ApiCredential, Message
+from conversations.rendering import browser_config
 from tests.support.turns import stored_thread
 
 pytestmark = pytest.mark.django_db
@@ -148,3 +150,16 @@ def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> 
 def test_the_login_page_says_who_to_ask_for_an_account(db: None) -> None:
     html = Client().get("/accounts/login/").content.decode()
     assert "Ask your administrator to create one for you." in html
+
+
+def test_the_chat_page_embeds_the_servers_markdown_settings_for_live_rendering(
+    alice: Any, gateway: Any
+) -> None:
+    services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
+    conversation = services.conversations.create_conversation(alice)
+    html = page(alice, f"/c/{conversation.public_id}/")
+    match = re.search(
+        r'<script id="markdown-config" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert match is not None
+    assert json.loads(match.group(1)) == browser_config()

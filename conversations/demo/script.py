@@ -27,6 +27,10 @@ class Script:
 
     text: str | None = None  # the reply; by default a short demo answer about the question
     words: int | None = None  # instead of `text`: a reply of this many numbered words
+    # Instead of `text`: the reply as exactly these deltas, one per event (tests that need
+    # to say where a delta ends, e.g. `<scr` in one and `ipt>` in the next). Not available
+    # as a directive.
+    chunks: list[str] | None = None
     thinking: str = ""  # streamed first, as a `thinking` block
     unknown_block: bool = False  # an extra block of a type no client knows
     status: int = 200  # an HTTP error status with an Anthropic-style JSON error body
@@ -56,7 +60,7 @@ class Script:
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         for pair in match.group(1).split():
             name, _, raw = pair.partition("=")
-            if name not in types:
+            if name not in types or name == "chunks":
                 continue
             kind = str(types[name])
             if "bool" in kind:

@@ -255,6 +255,8 @@ class FakeGateway:
         return Script()
 
     def _reply_text(self, body: dict[str, Any], script: Script) -> str:
+        if script.chunks is not None:
+            return "".join(script.chunks)
         if script.text is not None:
             return script.text
         if script.words is not None:
@@ -263,7 +265,9 @@ class FakeGateway:
 
     def _whole_message(self, body: dict[str, Any], script: Script) -> dict[str, Any]:
         # Non-streaming calls are title requests: answer with the question's first words.
-        text = script.text if script.text is not None else demo_title(body)
+        text = "".join(script.chunks) if script.chunks is not None else script.text
+        if text is None:
+            text = demo_title(body)
         return {
             "id": f"msg_{uuid.uuid4().hex[:24]}",
             "type": "message",
@@ -328,7 +332,12 @@ class FakeGateway:
         model = body.get("model", DEMO_MODEL)
         input_tokens = _count_input(body)
         delay = self.token_delay if script.token_delay is None else script.token_delay
-        tokens = TOKEN.findall(self._reply_text(body, script)) if not self.stamp else []
+        if self.stamp:
+            tokens: list[str] = []
+        elif script.chunks is not None:
+            tokens = list(script.chunks)
+        else:
+            tokens = TOKEN.findall(self._reply_text(body, script))
         if script.nul:
             tokens = [token + "\x00" for token in tokens]
         total = script.words if (self.stamp and script.words) else len(tokens)

@@ -3,7 +3,7 @@ from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
 from conversations.models import Attachment
-from conversations.rendering import render_markdown
+from conversations.rendering import browser_config, render_markdown
 
 register = template.Library()
 
@@ -33,3 +33,9 @@ def attachment_url(attachment: Attachment | None) -> str:
             "attachment_id": attachment.public_id,
         },
     )
+
+
+@register.simple_tag
+def markdown_config() -> dict[str, object]:
+    """The server's Markdown settings and allow-list, for the page's live rendering."""
+    return browser_config()

@@ -5,6 +5,8 @@
 //   chat/composer.js    typing, the pending send and its resend, Stop, Regenerate requests
 //   chat/messages.js    the message list; new messages cloned from the server's <template>
 //   chat/versions.js    versions of a message: switch, Edit in place, Regenerate; `thread`
+//   chat/live.js        a reply rendered as Markdown while it streams (chat/markdown.js,
+//                       chat/unfinished.js); the server's HTML replaces it when done
 //   chat/decorate.js    local times and code Copy buttons on rendered messages
 //   chat/rename.js      renaming in place; the title wherever it shows
 //   chat/notice.js      the page's alert line
@@ -12,6 +14,7 @@
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { decorate } from "./chat/decorate.js";
+import { createMarkdown } from "./chat/markdown.js";
 import { MessageList } from "./chat/messages.js";
 import { bindRename, showTitle } from "./chat/rename.js";
 import { Stream } from "./chat/stream.js";
@@ -22,6 +25,9 @@ const root = document.getElementById("chat");
 
 if (root) {
   const { conversationId, messagesUrl, renameUrl } = root.dataset;
+  // The server's Markdown settings and allow-list (conversations/rendering.py), as JSON.
+  const markdownConfig = document.getElementById("markdown-config");
+  const markdown = markdownConfig ? createMarkdown(JSON.parse(markdownConfig.textContent)) : null;
   const messages = new MessageList(document.getElementById("log"), document.getElementById("message-template"));
   // The controls that follow the reply being written and the list (called once all exist).
   const refreshPage = () => {
@@ -49,7 +55,7 @@ if (root) {
     conversationId, connection, messages, uploads, refreshPage, isStreaming: () => stream.isStreaming(),
   });
   const stream = new Stream({
-    messages, connection, composer, refreshPage, showTitle: (title) => showTitle(conversationId, title),
+    messages, connection, composer, refreshPage, markdown, showTitle: (title) => showTitle(conversationId, title),
   });
   const versions = new Versions({ messages, connection, composer });
   bindRename(conversationId, renameUrl);

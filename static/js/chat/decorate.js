@@ -17,24 +17,31 @@ export function localiseTimes(scope) {
 
 export function decorate(scope) {
   localiseTimes(scope);
-  scope.querySelectorAll('article[data-role="assistant"] pre').forEach((pre) => {
-    if (pre.parentElement.classList.contains("code")) return; // already has its button
-    const wrap = document.createElement("div");
-    wrap.className = "code";
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "code__copy";
-    button.textContent = gettext("Copy");
-    button.addEventListener("click", async () => {
-      try {
-        await navigator.clipboard.writeText(pre.innerText);
-        button.textContent = gettext("Copied");
-      } catch {
-        button.textContent = gettext("Copy failed");
-      }
-      setTimeout(() => { button.textContent = gettext("Copy"); }, 1500);
-    });
-    pre.replaceWith(wrap);
-    wrap.append(button, pre);
+  scope.querySelectorAll('article[data-role="assistant"] pre').forEach(addCopyButton);
+}
+
+// The code blocks of a reply's rendering (also a fragment about to be shown: chat/live.js).
+export function addCopyButtons(scope) {
+  scope.querySelectorAll("pre").forEach(addCopyButton);
+}
+
+function addCopyButton(pre) {
+  if (pre.parentElement?.classList.contains("code")) return; // already has its button
+  const wrap = document.createElement("div");
+  wrap.className = "code";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "code__copy";
+  button.textContent = gettext("Copy");
+  button.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(pre.innerText);
+      button.textContent = gettext("Copied");
+    } catch {
+      button.textContent = gettext("Copy failed");
+    }
+    setTimeout(() => { button.textContent = gettext("Copy"); }, 1500);
   });
+  pre.replaceWith(wrap);
+  wrap.append(button, pre);
 }

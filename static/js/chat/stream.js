@@ -1,12 +1,17 @@
 // Applies the server's frames to the page. It keeps the `seq` of the reply being written:
 // frames already shown are skipped, and a gap (channel layers drop frames under pressure)
 // starts over from the server's text instead of showing a reply with a hole in it.
+// The reply being written is rendered as Markdown as it grows (chat/live.js); its `done`
+// frame brings the server's HTML, which replaces that rendering.
 import { decorate } from "./decorate.js";
+import { LiveReply } from "./live.js";
 import { showNotice } from "./notice.js";
 
 export class Stream {
-  constructor({ messages, connection, composer, refreshPage, showTitle }) {
+  constructor({ messages, connection, composer, refreshPage, showTitle, markdown }) {
     this.messages = messages;
+    this.markdown = markdown; // chat/markdown.js, or null: the reply is shown as plain text
+    this.live = null; // the LiveReply of the reply being written
     this.connection = connection;
     this.composer = composer;
     this.refreshPage = refreshPage;
@@ -55,6 +60,7 @@ export class Stream {
   onState(generation) {
     this.connection.online();
     this.streaming = null;
+    this.stopLive();
     if (generation) {
       this.streaming = { id: generation.message_id, seq: generation.seq };
       // The list was just rendered by the server: a reply it does not show is being written
@@ -66,7 +72,7 @@ export class Stream {
         return;
       }
       this.messages.setStatus(article, "streaming");
-      this.messages.body(article).textContent = generation.text;
+      this.startLive(article, generation.text);
       if (generation.thinking) {
         const text = this.messages.thinking(article);
         text.textContent = generation.thinking;
@@ -97,6 +103,9 @@ export class Stream {
     }
     if (!article) article = this.messages.append(message);
     this.messages.setStatus(article, message.status);
+    if (message.role === "assistant" && message.status === "streaming" && !this.isLive(article)) {
+      this.startLive(article, message.content || "");
+    }
     this.refreshPage();
     this.messages.scrollToBottom();
   }
@@ -115,20 +124,41 @@ export class Stream {
     this.streaming.seq = frame.seq;
     const article = this.messages.find(frame.message_id);
     if (!article) return;
-    const stick = this.messages.isNearBottom();
-    if (frame.type === "thinking") {
-      // Open while the model thinks (unless the person folded it)...
-      const text = this.messages.thinking(article);
-      const details = text.closest("details");
-      if (!details.dataset.userToggled) details.open = true;
-      text.append(frame.text);
-    } else {
-      // ... and folded as soon as the answer starts.
+    if (frame.type === "delta") {
+      // The answer: its reasoning folds as soon as it starts (unless the person chose).
       const details = article.querySelector(".message__thinking");
       if (details && details.open && !details.dataset.userToggled) details.open = false;
-      this.messages.body(article).append(frame.text);
+      if (!this.isLive(article)) this.startLive(article, this.messages.body(article).textContent);
+      this.live.append(frame.text); // shown at the next animation frame
+      return;
     }
+    // Reasoning: open while the model thinks (unless the person folded it).
+    const stick = this.messages.isNearBottom();
+    const text = this.messages.thinking(article);
+    const details = text.closest("details");
+    if (!details.dataset.userToggled) details.open = true;
+    text.append(frame.text);
     if (stick) this.messages.scrollToBottom(true);
+  }
+
+  // Render the reply of `article` live from `text` on (replacing whatever it shows).
+  startLive(article, text) {
+    this.stopLive();
+    this.live = new LiveReply(this.messages.body(article), this.markdown, (render) => {
+      const stick = this.messages.isNearBottom();
+      render();
+      if (stick) this.messages.scrollToBottom(true);
+    });
+    this.live.set(text);
+  }
+
+  isLive(article) {
+    return this.live !== null && this.live.body === this.messages.body(article);
+  }
+
+  stopLive() {
+    this.live?.stop();
+    this.live = null;
   }
 
   onDone(frame) {
@@ -140,9 +170,10 @@ export class Stream {
       this.refreshPage();
       return;
     }
+    if (this.isLive(article)) this.stopLive();
     const body = this.messages.body(article);
     body.classList.remove("message__body--plain");
-    body.innerHTML = frame.html; // rendered and sanitised by the server (nh3)
+    body.innerHTML = frame.html; // rendered and sanitised by the server (nh3): the authority
     if (frame.thinking) {
       const text = this.messages.thinking(article);
       text.textContent = frame.thinking;
