@@ -49,6 +49,9 @@ def form_data(user: Any, **overrides: Any) -> dict[str, Any]:
         "allowed_models": "hy3-preview\nhunyuan-t1",
         "api_key": "",
         "monthly_token_quota": "",
+        # As a browser sends the two ticked boxes (images and PDFs, on by default).
+        "vision": "on",
+        "pdf": "on",
     }
     data.update(overrides)
     return {name: value for name, value in data.items() if value is not None}

@@ -36,6 +36,9 @@ def form(user: Any, **overrides: Any) -> dict[str, Any]:
         "api_key": "",
         "monthly_token_quota": "",
         "rate_limit_per_minute": "",
+        # As a browser sends the two ticked boxes (images and PDFs, on by default).
+        "vision": "on",
+        "pdf": "on",
     }
     return {**data, **overrides}
 

@@ -24,7 +24,7 @@ ASSISTANT = 'article[data-role="assistant"]'
 
 # Loaded before the page's scripts. Records, after every change to the message list, the
 # reply being written (its text without the Copy buttons, list items, code elements) and
-# anything active anywhere in the list: an element that can run or fetch something, an
+# anything active in any message's text or reasoning: an element that can run or fetch something, an
 # event-handler attribute, a link or source with a script or data scheme.
 WATCH = """(() => {
     window.__states = [];
@@ -48,7 +48,11 @@ WATCH = """(() => {
         const log = document.getElementById("log");
         if (!log) return;
         new MutationObserver(() => {
-            window.__unsafe.push(...window.__activeIn(log));
+            // Model output lives in the bodies and the reasoning; the page's own controls
+            // (Edit, Regenerate, versions, attachments) are around them.
+            for (const part of log.querySelectorAll(".message__body, .message__thinking-text")) {
+                window.__unsafe.push(...window.__activeIn(part));
+            }
             const article = log.querySelector('article[data-role="assistant"][data-status="streaming"]');
             if (!article) return;
             const body = article.querySelector(".message__body").cloneNode(true);
@@ -207,7 +211,13 @@ def test_payloads_split_across_deltas_stay_inert_in_every_state_while_streaming(
     assert dialogs == []
     # Shown as text, never as markup, and the fenced one as code.
     expect(reply.locator("code")).to_contain_text("<script>alert('code')</script>")
-    assert page.evaluate("window.__activeIn(document.getElementById('log'))") == []
+    assert (
+        page.evaluate(
+            "[...document.querySelectorAll('#log .message__body, #log .message__thinking-text')]"
+            ".flatMap((part) => window.__activeIn(part))"
+        )
+        == []
+    )
 
 
 def test_every_cut_of_a_hostile_reply_renders_inert_in_the_page(
