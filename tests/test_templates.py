@@ -113,8 +113,12 @@ def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> 
     conversation = services.conversations.create_conversation(alice)
     stored_thread(conversation, {"role": "user", "content": "Hi"})
     url = f"/c/{conversation.public_id}/"
+    # Up to the next template of the page: a reply's prototype holds a <template> of its own
+    # (its Markdown source, for Copy message).
     template = re.search(
-        r'<template id="message-template">(.*?)</template>', page(alice, url), re.S
+        r'<template id="message-template">(.*)</template>\s*<template id="file-chip-template">',
+        page(alice, url),
+        re.S,
     ).group(1)
     # One message of each role, not stored yet (no ids), as the script first adds it.
     user, assistant, rest = template.split("</article>")
@@ -139,7 +143,8 @@ def test_new_messages_are_cloned_from_the_partial_of_stored_ones(alice: Any) -> 
         '<span class="message__error-text"></span></p>',
     ):
         assert part in assistant, part
-    for name in ("message__model", "message__thinking", "message__error"):
+    assert '<template class="message__source"></template>' in assistant
+    for name in ("message__model", "message__thinking", "message__error", "message__source"):
         assert name not in user
     # In the page's language, like the stored messages.
     chinese = page(alice, url, HTTP_ACCEPT_LANGUAGE="zh-CN")

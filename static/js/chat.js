@@ -11,8 +11,10 @@
 //   chat/rename.js      renaming in place; the title wherever it shows
 //   chat/notice.js      the page's alert line
 //   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
+//   chat/copy.js        Copy message: a message's Markdown source to the clipboard
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
+import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
 import { createMarkdown } from "./chat/markdown.js";
 import { MessageList } from "./chat/messages.js";
@@ -59,6 +61,7 @@ if (root) {
   });
   const versions = new Versions({ messages, connection, composer });
   bindRename(conversationId, renameUrl);
+  bindCopy(messages.log, document.getElementById("announcer"));
   decorate(messages.log);
   messages.scrollToBottom(true);
   refreshPage();

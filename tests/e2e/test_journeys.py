@@ -464,3 +464,34 @@ def test_a_graceful_restart_keeps_the_reply_shown_and_the_page_comes_back_by_its
         assert Message.objects.filter(role="user", content="After the deploy").count() == 1
     finally:
         process.stop()
+
+
+def test_copy_message_puts_the_markdown_source_on_the_clipboard(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.http_url)
+    page = open_new_chat(context, server, chatter)
+    send(page, "Show me **Markdown**")
+    reply = last_reply(page)
+    expect(reply).to_have_attribute("data-status", "complete")
+
+    def copied(article: Any) -> str:
+        article.get_by_role("button", name="Copy message").click()
+        expect(page.locator("#announcer")).to_have_text("Message copied.")
+        text = page.evaluate("navigator.clipboard.readText()")
+        page.locator("#announcer").evaluate("(el) => { el.textContent = ''; }")
+        return text
+
+    # The reply as it was streamed: its Markdown, not the rendered text.
+    stored = Message.objects.get(role="assistant", conversation__owner=chatter).content
+    assert copied(reply) == stored
+    assert "**offline demo model**" in stored and "```python" in stored
+    question = page.locator('article[data-role="user"]').last
+    assert copied(question) == "Show me **Markdown**"
+    # After a reload, from the server's rendering of the stored reply.
+    page.reload()
+    assert copied(last_reply(page)) == stored

@@ -3,6 +3,7 @@
 // starts over from the server's text instead of showing a reply with a hole in it.
 // The reply being written is rendered as Markdown as it grows (chat/live.js); its `done`
 // frame brings the server's HTML, which replaces that rendering.
+import { setSource } from "./copy.js";
 import { decorate } from "./decorate.js";
 import { LiveReply } from "./live.js";
 import { showNotice } from "./notice.js";
@@ -174,6 +175,7 @@ export class Stream {
     const body = this.messages.body(article);
     body.classList.remove("message__body--plain");
     body.innerHTML = frame.html; // rendered and sanitised by the server (nh3): the authority
+    setSource(article, frame.content);
     if (frame.thinking) {
       const text = this.messages.thinking(article);
       text.textContent = frame.thinking;
