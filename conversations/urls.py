@@ -12,6 +12,7 @@ urlpatterns = [
     path("c/<uuid:public_id>/rename/", views.rename, name="rename"),
     path("c/<uuid:public_id>/delete/", views.delete, name="delete"),
     path("c/<uuid:public_id>/settings/", views.conversation_settings, name="settings"),
+    path("c/<uuid:public_id>/model/", views.choose_model, name="model"),
     path("c/<uuid:public_id>/export.md", views.export_markdown, name="export_md"),
     path("c/<uuid:public_id>/export.json", views.export_json, name="export_json"),
     path("c/<uuid:public_id>/attachments/", attachment_views.upload, name="attachments"),

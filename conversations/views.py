@@ -38,6 +38,11 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
         "has_key": credential is not None,
         "is_demo": bool(credential and credential.is_demo),
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
+        # The Model select: the credential's models, its default first.
+        "model_choices": list(credential.allowed_models) if credential else [],
+        "current_model": (
+            (conversation.model or credential.default_model) if conversation and credential else ""
+        ),
         # Attach offers images only where the person's models take them.
         "takes_images": credential is None or credential.vision,
         "max_file_bytes": settings.CHAT_ATTACHMENT_MAX_BYTES,
@@ -187,3 +192,24 @@ def export_json(request: HttpRequest, public_id: UUID) -> HttpResponse:
         f'attachment; filename="conversation-{conversation.public_id}.json"'
     )
     return response
+
+
+@require_POST
+@login_required
+def choose_model(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """The Model select of the chat page: the conversation's model from the next turn."""
+    conversation = _own(request, public_id)
+    try:
+        credential = credentials.resolve(request.user)
+    except DecryptionError:
+        credential = None
+    allowed = credential.allowed_models if credential else ()
+    try:
+        services.conversations.choose_model(conversation, request.POST.get("model"), allowed)
+    except ServiceError as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=400)
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    if _wants_json(request):
+        return JsonResponse({"model": conversation.model})
+    return redirect("chat", public_id=conversation.public_id)

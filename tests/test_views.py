@@ -665,3 +665,34 @@ def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_p
         response = client.get(url, {"at": at})
         assert response.status_code == 200
         assert "the kestrel answer" in response.content.decode()
+
+
+def test_the_model_select_lists_the_keys_models_and_changes_the_next_turns_model(alice, bob):
+    services.credentials.set_api_key(
+        alice,
+        key="sk-models",
+        base_url="http://127.0.0.1:9",
+        model="hy3-preview",
+        allowed_models=["hy3-preview", "hunyuan-t1"],
+    )
+    conversation = services.conversations.create_conversation(alice)
+    client = signed_in(alice)
+    page = client.get(f"/c/{conversation.public_id}/").content.decode()
+    options = re.search(r'<select id="model-select" name="model"[^>]*>(.*?)</select>', page, re.S)
+    assert re.findall(r'<option value="([^"]+)"', options.group(1)) == ["hy3-preview", "hunyuan-t1"]
+    assert '<label for="model-select" class="model-picker__label">Model</label>' in page
+
+    url = f"/c/{conversation.public_id}/model/"
+    chosen = client.post(url, {"model": "hunyuan-t1"}, HTTP_ACCEPT="application/json")
+    assert chosen.json() == {"model": "hunyuan-t1"}
+    conversation.refresh_from_db()
+    assert conversation.model == "hunyuan-t1"
+
+    refused = client.post(url, {"model": "gpt-9"}, HTTP_ACCEPT="application/json")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "model_not_allowed"
+    assert "hy3-preview, hunyuan-t1" in refused.json()["error"]["message"]
+    conversation.refresh_from_db()
+    assert conversation.model == "hunyuan-t1"
+    # Someone else's conversation: as missing.
+    assert signed_in(bob).post(url, {"model": "hy3-preview"}).status_code == 404

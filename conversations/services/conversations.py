@@ -97,6 +97,19 @@ def update_settings(conversation: Conversation, **values: Any) -> Conversation:
     return conversation
 
 
+def choose_model(conversation: Conversation, model: Any, allowed: tuple[str, ...]) -> Conversation:
+    """The model of the conversation's next turns, one of `allowed` (the person's credential's
+    models); anything else is refused and nothing changes. Turns check it again
+    (`credentials.check_model`): the credential may change later."""
+    if not isinstance(model, str) or model not in allowed:
+        raise ServiceError(
+            "model_not_allowed",
+            _("Choose one of the models your API key allows: %(models)s.")
+            % {"models": ", ".join(allowed) or _("none")},
+        )
+    return update_settings(conversation, model=model)
+
+
 def set_generated_title(conversation_id: int, title: str) -> Conversation | None:
     """A title summarised by the model; only replaces the automatic one (first words)."""
     title = " ".join(clean(title).split()).strip("\"'“”「」《》 ")[:80]

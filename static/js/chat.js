@@ -12,12 +12,14 @@
 //   chat/notice.js      the page's alert line
 //   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
 //   chat/copy.js        Copy message: a message's Markdown source to the clipboard
+//   chat/model.js       the Model select: the conversation's model from its next turn
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
 import { createMarkdown } from "./chat/markdown.js";
 import { MessageList } from "./chat/messages.js";
+import { bindModelPicker } from "./chat/model.js";
 import { bindRename, showTitle } from "./chat/rename.js";
 import { Stream } from "./chat/stream.js";
 import { Uploads } from "./chat/uploads.js";
@@ -62,6 +64,7 @@ if (root) {
   const versions = new Versions({ messages, connection, composer });
   bindRename(conversationId, renameUrl);
   bindCopy(messages.log, document.getElementById("announcer"));
+  bindModelPicker();
   decorate(messages.log);
   messages.scrollToBottom(true);
   refreshPage();

@@ -15,7 +15,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from conversations.demo.script import Script
 from conversations.demo.server import FakeGateway
 from conversations.models import Conversation, Message
-from tests.conftest import make_user
+from tests.conftest import give_key, make_user
 from tests.e2e.conftest import Console, new_chat, open_new_chat, sign_in_with_cookie
 from tests.support.processes import DaphneProcess
 
@@ -495,3 +495,27 @@ def test_copy_message_puts_the_markdown_source_on_the_clipboard(
     # After a reload, from the server's rendering of the stored reply.
     page.reload()
     assert copied(last_reply(page)) == stored
+
+
+def test_the_model_select_changes_the_model_the_gateway_receives(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    transactional_db: None,
+    gateway: FakeGateway,
+) -> None:
+    user = make_user("mina")
+    give_key(user, gateway, "sk-mina", model="hy3-preview", allowed_models=["hunyuan-t1"])
+    context, _ = browser_context
+    page = open_new_chat(context, server, user)
+    model = page.get_by_role("combobox", name="Model")
+    expect(model).to_have_value("hy3-preview")
+    expect(model.locator("option")).to_have_text(["hy3-preview", "hunyuan-t1"])
+    with page.expect_response(lambda response: response.url.endswith("/model/")) as answer:
+        model.select_option("hunyuan-t1")
+    assert answer.value.status == 200
+    send(page, "Which model are you?")
+    expect(last_reply(page)).to_have_attribute("data-status", "complete")
+    assert gateway.requests[-1].body["model"] == "hunyuan-t1"
+    # Kept with the conversation.
+    page.reload()
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("hunyuan-t1")
