@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 from uuid import UUID
@@ -61,6 +62,8 @@ class Generation:
         self._checkpointed_seq = 0
         # Frames the channel layer refused (an outage): counted, logged once.
         self._lost_frames = 0
+        # Set once the final save is stored, before its `done` frame is sent.
+        self.saved = False
         # When the row was last written (the placeholder, then each checkpoint) and its
         # lease last renewed: a reply of d seconds gets about d checkpoints, not d + 1.
         self._saved_at = self._renewed_at = time.monotonic()
@@ -212,6 +215,9 @@ class Generation:
             partial(registry.leave_control, plan.conversation_public_id), "the control group"
         )
 
+    def _saved(self) -> None:
+        self.saved = True
+
     async def _finish(self, flusher: asyncio.Task[None], fields: dict[str, Any]) -> None:
         self._closing = True
         self._wake.set()
@@ -225,7 +231,7 @@ class Generation:
             seq=self.seq,
             **fields,
         )
-        frame = await save_reply(self.plan, outcome)
+        frame = await save_reply(self.plan, outcome, saved=self._saved)
         if frame is None:
             return
         conversation = self.plan.conversation_public_id
@@ -241,7 +247,9 @@ class Generation:
             registry.track(titles.name_conversation(self.plan, outcome.content, registry.titles))
 
 
-async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
+async def save_reply(
+    plan: TurnPlan, outcome: Outcome, saved: Callable[[], None] | None = None
+) -> dict[str, Any] | None:
     """The final save of a reply, and its `done` frame sent to the conversation. Returns
     the frame, or None if the reply was final already or could not be saved.
 
@@ -252,6 +260,10 @@ async def save_reply(plan: TurnPlan, outcome: Outcome) -> dict[str, Any] | None:
     told what was left out with a `save_failed` error after the `done` frame.
     """
     reply, problem = await _save_reply(plan, outcome)
+    if saved is not None:
+        # Before the `done` frame goes out: a socket that joins after it must learn the end
+        # from the database, not be told the reply is still being written.
+        saved()
     # Rendered here, not in the database thread every socket shares.
     frame = frames.done(reply) if reply is not None else None
     conversation = plan.conversation_public_id
@@ -434,8 +446,11 @@ class Registry:
         if message["type"] == "generation.stop":
             self.stop(conversation)
         elif message["type"] == "generation.snapshot":
+            # Saved already: its `done` is out, and the asking socket reads the end from the
+            # database (a snapshot now would show it as still being written).
+            snapshot = None if generation.saved else generation.snapshot()
             await get_channel_layer().send(
-                message["reply_to"], {"type": "chat.snapshot", "snapshot": generation.snapshot()}
+                message["reply_to"], {"type": "chat.snapshot", "snapshot": snapshot}
             )
 
     # --- periodic work -------------------------------------------------------------------
@@ -475,8 +490,12 @@ class Registry:
             await services.events.call(services.replies.checkpoint, batch, renew)
 
     def local_snapshot(self, conversation_public_id: UUID) -> dict[str, Any] | None:
+        """What a socket that (re)connects is told of a reply written here; None once the
+        reply is saved (its task may still be ending: its `done` frame is already out)."""
         generation = self._running.get(conversation_public_id)
-        return generation.snapshot() if generation is not None else None
+        if generation is None or generation.saved:
+            return None
+        return generation.snapshot()
 
 
 async def _settle(tasks: list[asyncio.Task[Any]], timeout: float) -> None:

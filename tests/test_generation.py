@@ -435,3 +435,31 @@ async def test_a_reply_reaped_while_its_overloaded_writer_lives_is_saved_whole(a
     document = await SearchDocument.objects.aget(message_id=reply.pk)
     assert "w300" in document.body.split()
     await sock.disconnect()
+
+
+async def test_a_socket_that_joins_once_the_reply_is_saved_is_told_nothing_is_being_written(
+    alice, gateway
+):
+    # The final save is stored and its `done` sent before the reply's task ends: a socket
+    # joining in between must not be told the reply is still being written (it would
+    # never see the end).
+    gateway.enqueue(Script(words=3000, token_delay=0.01))
+    conversation, sock = await chat(alice, gateway)
+    await sock.send_json_to({"type": "send", "content": "long"})
+    await frames_until(sock, "delta")
+    running = generation.registry._running[conversation.public_id]
+    assert generation.registry.local_snapshot(conversation.public_id) is not None
+    running._saved()
+    assert generation.registry.local_snapshot(conversation.public_id) is None
+    late = await open_socket(alice, conversation.public_id)
+    state = await receive(late)
+    assert state["type"] == "state"
+    # Not the live generation's snapshot: the stored reply's (still streaming in the
+    # database here, as the flag was set by hand) or none.
+    assert (
+        state["generation"] is None
+        or state["generation"]["seq"]
+        == (await Message.objects.aget(conversation=conversation, role="assistant")).seq
+    )
+    await sock.send_json_to({"type": "stop"})
+    await frames_until(sock, "done")
