@@ -87,10 +87,7 @@ def inspect(name: str, data: bytes, *, max_bytes: int, text_chars: int) -> Inspe
     if not data:
         raise AttachmentError("empty_file", _("“%(name)s” is empty.") % {"name": name})
     if len(data) > max_bytes:
-        raise AttachmentError(
-            "file_too_large",
-            _("“%(name)s” is larger than %(limit)s.") % {"name": name, "limit": size(max_bytes)},
-        )
+        raise too_large(name, max_bytes)
     suffix = PurePath(name).suffix.lower()
     if data.startswith(b"%PDF-"):
         return _pdf(name, data, text_chars)
@@ -107,6 +104,13 @@ def inspect(name: str, data: bytes, *, max_bytes: int, text_chars: int) -> Inspe
             _("“%(name)s” cannot be attached: images, PDFs and text files can.") % {"name": name},
         )
     return _text(name, data, suffix, text_chars)
+
+
+def too_large(name: str, limit: int) -> AttachmentError:
+    return AttachmentError(
+        "file_too_large",
+        _("“%(name)s” is larger than %(limit)s.") % {"name": name, "limit": size(limit)},
+    )
 
 
 def _mismatch(name: str, claimed: str) -> AttachmentError:

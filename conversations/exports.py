@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from django.utils.translation import gettext as _
 
-from conversations import tree
+from conversations import services, tree
 from conversations.attachments import size
-from conversations.models import Attachment, Conversation, Message
+from conversations.models import Conversation, Message
 
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _attachments(messages: list[Message]) -> dict[int, list[Attachment]]:
-    by_message: dict[int, list[Attachment]] = defaultdict(list)
-    ids = [m.pk for m in messages if m.role == Message.Role.USER]
-    for attachment in Attachment.objects.filter(message_id__in=ids).order_by("position", "id"):
-        by_message[attachment.message_id].append(attachment)
-    return by_message
 
 
 def as_json(conversation: Conversation) -> dict[str, Any]:
@@ -29,7 +20,9 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
     it is on the shown thread (`active`): nothing the model produced is missing."""
     messages, shown = tree.every_version(conversation)
     public_ids = {m.pk: m.public_id for m in messages}
-    files = _attachments(messages)
+    files = services.attachments.of_messages(
+        [m.pk for m in messages if m.role == Message.Role.USER]
+    )
     return {
         "conversation": {
             "id": str(conversation.public_id),
@@ -83,7 +76,7 @@ def as_markdown(conversation: Conversation) -> str:
             "",
         ]
     thread = tree.shown_thread(conversation)
-    files = _attachments([shown.message for shown in thread])
+    files = services.attachments.of_messages([shown.message.pk for shown in thread])
     for shown in thread:
         m = shown.message
         who = (

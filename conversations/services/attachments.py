@@ -42,10 +42,8 @@ def upload(
     limit = settings.CHAT_ATTACHMENT_MAX_BYTES
     if uploaded.size is not None and uploaded.size > limit:
         # Before reading it: the refusal costs no more memory than the upload did.
-        raise ServiceError(
-            "file_too_large",
-            _("“%(name)s” is larger than %(limit)s.") % {"name": name, "limit": files.size(limit)},
-        )
+        refused = files.too_large(name, limit)
+        raise ServiceError(refused.code, refused.message)
     waiting = Attachment.objects.filter(conversation=conversation, message=None).count()
     if waiting >= settings.CHAT_ATTACHMENTS_PER_MESSAGE:
         raise _too_many()
@@ -65,7 +63,7 @@ def upload(
             _("The models of your API key cannot see images, so “%(name)s” was not attached.")
             % {"name": name},
         )
-    used = Attachment.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+    used = storage_used(user)
     quota = settings.CHAT_ATTACHMENT_STORAGE_PER_USER
     if used + len(inspected.data) > quota:
         raise ServiceError(

@@ -88,19 +88,10 @@ export class Uploads {
   }
 
   upload(file) {
-    const chip = this.template.querySelector("li").cloneNode(true);
-    chip.querySelector(".file-chip__name").textContent = file.name;
-    chip.querySelector(".file-chip__size").textContent = formatSize(file.size);
-    chip.querySelector(".file-chip__icon").textContent = IMAGE_TYPES.includes(file.type) ? "IMG" : file.type === "application/pdf" ? "PDF" : "TXT";
+    const item = this.addChip(file.name, file.size, file.type, { file, request: new XMLHttpRequest(), attachment: null });
+    const { chip } = item;
     const progress = chip.querySelector("progress");
     progress.setAttribute("aria-label", interpolate(gettext("Uploading %s"), [file.name]));
-    const remove = chip.querySelector(".file-chip__remove");
-    remove.setAttribute("aria-label", interpolate(gettext("Remove %s"), [file.name]));
-    const item = { file, chip, request: new XMLHttpRequest(), attachment: null };
-    remove.addEventListener("click", () => this.remove(item, true));
-    this.items.push(item);
-    this.list.append(chip);
-    this.list.hidden = false;
 
     const request = item.request;
     request.open("POST", this.url);
@@ -130,6 +121,23 @@ export class Uploads {
     data.append("file", file, file.name);
     request.send(data);
     this.onChange();
+  }
+
+  // A chip for a file (its name, size and kind), in the list, with its Remove button;
+  // `fields` are the item's own (file, request, attachment).
+  addChip(name, size, mediaType, fields) {
+    const chip = this.template.querySelector("li").cloneNode(true);
+    chip.querySelector(".file-chip__name").textContent = name;
+    chip.querySelector(".file-chip__size").textContent = formatSize(size);
+    chip.querySelector(".file-chip__icon").textContent = IMAGE_TYPES.includes(mediaType) ? "IMG" : mediaType === "application/pdf" ? "PDF" : "TXT";
+    const remove = chip.querySelector(".file-chip__remove");
+    remove.setAttribute("aria-label", interpolate(gettext("Remove %s"), [name]));
+    const item = { ...fields, chip };
+    remove.addEventListener("click", () => this.remove(item, true));
+    this.items.push(item);
+    this.list.append(chip);
+    this.list.hidden = false;
+    return item;
   }
 
   thumbnail(chip, attachment) {
@@ -167,18 +175,12 @@ export class Uploads {
   restore(attachments) {
     for (const attachment of attachments) {
       if (this.items.some((item) => item.attachment?.id === attachment.id)) continue;
-      const chip = this.template.querySelector("li").cloneNode(true);
-      chip.querySelector(".file-chip__name").textContent = attachment.name;
-      chip.querySelector(".file-chip__size").textContent = formatSize(attachment.size);
-      chip.querySelector(".file-chip__icon").textContent = attachment.media_type === "application/pdf" ? "PDF" : "TXT";
-      chip.querySelector(".file-chip__remove").setAttribute("aria-label", interpolate(gettext("Remove %s"), [attachment.name]));
+      const { chip } = this.addChip(attachment.name, attachment.size, attachment.media_type, {
+        file: null, request: { readyState: XMLHttpRequest.DONE }, attachment,
+      });
       chip.dataset.state = "ready";
       chip.dataset.attachmentId = attachment.id;
       if (attachment.media_type.startsWith("image/")) this.thumbnail(chip, attachment);
-      const item = { file: null, chip, request: { readyState: XMLHttpRequest.DONE }, attachment };
-      chip.querySelector(".file-chip__remove").addEventListener("click", () => this.remove(item, true));
-      this.items.push(item);
-      this.list.append(chip);
     }
     this.list.hidden = this.items.length === 0;
     this.onChange();
