@@ -470,9 +470,12 @@ class FakeGateway:
                 },
             )
             send("message_stop", {"type": "message_stop"})
+            # Marked before the last chunk goes out: a client that has read the whole
+            # stream must find the record complete (setting it after the drain raced
+            # with a fast reader on another thread).
+            record.completed = True
             writer.write(b"0\r\n\r\n")
             await writer.drain()
-            record.completed = True
             return True
         except (TimeoutError, ConnectionError):
             record.disconnected_at = record.disconnected_at or time.monotonic()
