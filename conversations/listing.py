@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -38,8 +38,32 @@ def _parse_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         return None
 
 
+# Pinned conversations are few by nature; past this many, the oldest pins show in their day.
+PINNED_LIMIT = 50
+
+
 def page(user: AbstractBaseUser, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
-    rows = Conversation.objects.filter(owner=user).only("public_id", "title", "updated_at")
+    """A page of the sidebar: pinned conversations on top (first page only), then the rest
+    by last activity. Archived conversations are not listed (see `archived_page`)."""
+    fields = ("public_id", "title", "updated_at", "pinned_at")
+    listed = Conversation.objects.filter(owner=user, archived_at__isnull=True).only(*fields)
+    pinned = list(listed.filter(pinned_at__isnull=False).order_by("-pinned_at")[:PINNED_LIMIT])
+    rows = listed.exclude(pk__in=[c.pk for c in pinned])
+    result = _page(rows, cursor, size)
+    if cursor or not pinned:
+        return result
+    return Page([(_("Pinned"), pinned), *result.groups], result.next_cursor)
+
+
+def archived_page(user: AbstractBaseUser, cursor: str | None = None, size: int = PAGE_SIZE) -> Page:
+    """The Archived page: archived conversations by last activity, paged like the list."""
+    rows = Conversation.objects.filter(owner=user, archived_at__isnull=False).only(
+        "public_id", "title", "updated_at", "archived_at"
+    )
+    return _page(rows, cursor, size)
+
+
+def _page(rows: QuerySet[Conversation], cursor: str | None, size: int) -> Page:
     after = _parse_cursor(cursor)
     if after is not None:
         when, pk = after

@@ -54,6 +54,11 @@ class Conversation(models.Model):
         related_name="+",
         verbose_name=_("last message shown"),
     )
+    # Pinned conversations stay on top of the list, newest pin first; archived ones leave
+    # the list for the Archived page (search still finds them). Neither counts as activity:
+    # they are written without touching `updated_at`.
+    pinned_at = models.DateTimeField(_("pinned"), null=True, blank=True)
+    archived_at = models.DateTimeField(_("archived"), null=True, blank=True)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     # Last activity: the list is ordered by it.
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -8,8 +8,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import BadRequest
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from conversations import credentials, exports, listing, search, services, tree
@@ -40,8 +43,11 @@ def _page_context(request: HttpRequest, conversation: Conversation | None) -> di
         "max_chars": settings.CHAT_MAX_MESSAGE_CHARS,
         # The Model select: the credential's models, its default first.
         "model_choices": list(credential.allowed_models) if credential else [],
+        # The conversation's model, or (the home page) the one its first send will use.
         "current_model": (
-            (conversation.model or credential.default_model) if conversation and credential else ""
+            ((conversation.model if conversation else "") or credential.default_model)
+            if credential
+            else ""
         ),
         # Attach offers images only where the person's models take them.
         "takes_images": credential is None or credential.vision,
@@ -63,8 +69,46 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def create(request: HttpRequest) -> HttpResponse:
-    conversation = services.conversations.create_conversation(request.user)
-    return redirect("chat", public_id=conversation.public_id)
+    """A new conversation. The home page's first send asks for JSON: the page goes on with
+    the new conversation where it is (its header and the list as the server renders them),
+    without a page load; a plain form post (New chat) is redirected to it."""
+    try:
+        conversation = services.conversations.create_conversation(
+            request.user,
+            model=request.POST.get("model") or None,
+            allowed=_allowed_models(request),
+        )
+    except ServiceError as exc:
+        if _wants_json(request):
+            return JsonResponse({"error": {"code": exc.code, "message": exc.message}}, status=400)
+        return HttpResponse(exc.message, status=400, content_type="text/plain; charset=utf-8")
+    if not _wants_json(request):
+        return redirect("chat", public_id=conversation.public_id)
+    context = _page_context(request, conversation)
+    public_id = conversation.public_id
+    return JsonResponse(
+        {
+            "id": str(public_id),
+            "url": reverse("chat", args=[public_id]),
+            "messages_url": reverse("messages", args=[public_id]),
+            "rename_url": reverse("rename", args=[public_id]),
+            "attachments_url": reverse("attachments", args=[public_id]),
+            "title": conversation.display_title,
+            "header_html": render_to_string(
+                "conversations/_chat_header.html", context, request=request
+            ),
+            "list_html": render_to_string("conversations/_list.html", context, request=request),
+        },
+        status=201,
+    )
+
+
+def _allowed_models(request: HttpRequest) -> tuple[str, ...]:
+    try:
+        credential = credentials.resolve(request.user)
+    except DecryptionError:
+        return ()
+    return credential.allowed_models if credential else ()
 
 
 @require_GET
@@ -83,7 +127,16 @@ def chat(request: HttpRequest, public_id: UUID) -> HttpResponse:
             return redirect(f"{request.path}#m-{at}")
     context = _page_context(request, conversation)
     context["messages"] = tree.shown_thread(conversation)
+    context["settings_form"] = _settings_form(request, conversation)
     return render(request, "conversations/chat.html", context)
+
+
+def _settings_form(
+    request: HttpRequest, conversation: Conversation, data: Any = None
+) -> ConversationSettingsForm:
+    return ConversationSettingsForm(
+        data, instance=conversation, model_choices=list(_allowed_models(request))
+    )
 
 
 @require_GET
@@ -127,7 +180,13 @@ def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
         if _wants_json(request):
             return JsonResponse({"errors": errors}, status=400)
         context = _page_context(request, conversation)
-        context.update({"messages": tree.shown_thread(conversation), "rename_errors": errors})
+        context.update(
+            {
+                "messages": tree.shown_thread(conversation),
+                "rename_errors": errors,
+                "settings_form": _settings_form(request, conversation),
+            }
+        )
         return render(request, "conversations/chat.html", context, status=400)
     services.conversations.rename_conversation(conversation, form.cleaned_data["title"])
     if _wants_json(request):
@@ -150,19 +209,22 @@ def delete(request: HttpRequest, public_id: UUID) -> HttpResponse:
 @login_required
 def conversation_settings(request: HttpRequest, public_id: UUID) -> HttpResponse:
     conversation = _own(request, public_id)
-    try:
-        credential = credentials.resolve(request.user)
-    except DecryptionError:
-        credential = None
-    choices = list(credential.allowed_models) if credential else []
-    form = ConversationSettingsForm(
-        request.POST or None, instance=conversation, model_choices=choices
-    )
+    form = _settings_form(request, conversation, request.POST or None)
     if request.method == "POST" and form.is_valid():
         services.conversations.update_settings(
             conversation, **{name: form.cleaned_data[name] for name in form.Meta.fields}
         )
+        if _wants_json(request):
+            return JsonResponse({"model": conversation.model})
         return redirect("chat", public_id=conversation.public_id)
+    if request.method == "POST" and _wants_json(request):
+        # The Settings dialog: the form again with its errors, nothing stored.
+        html = render_to_string(
+            "conversations/_settings_form.html",
+            {"form": form, "conversation": conversation, "in_dialog": True},
+            request=request,
+        )
+        return JsonResponse({"form_html": html}, status=400)
     context = _page_context(request, conversation)
     context["form"] = form
     status = 400 if request.method == "POST" else 200
@@ -199,11 +261,7 @@ def export_json(request: HttpRequest, public_id: UUID) -> HttpResponse:
 def choose_model(request: HttpRequest, public_id: UUID) -> HttpResponse:
     """The Model select of the chat page: the conversation's model from the next turn."""
     conversation = _own(request, public_id)
-    try:
-        credential = credentials.resolve(request.user)
-    except DecryptionError:
-        credential = None
-    allowed = credential.allowed_models if credential else ()
+    allowed = _allowed_models(request)
     try:
         services.conversations.choose_model(conversation, request.POST.get("model"), allowed)
     except ServiceError as exc:
@@ -213,3 +271,55 @@ def choose_model(request: HttpRequest, public_id: UUID) -> HttpResponse:
     if _wants_json(request):
         return JsonResponse({"model": conversation.model})
     return redirect("chat", public_id=conversation.public_id)
+
+
+@require_POST
+@login_required
+def pin(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Pin (`pinned=1`) or unpin (`pinned=0`) a conversation: the conversation menu."""
+    conversation = _own(request, public_id)
+    services.conversations.pin(conversation, _flag(request, "pinned"))
+    return _marked(request, conversation)
+
+
+@require_POST
+@login_required
+def archive(request: HttpRequest, public_id: UUID) -> HttpResponse:
+    """Archive (`archived=1`) or bring back (`archived=0`) a conversation."""
+    conversation = _own(request, public_id)
+    services.conversations.archive(conversation, _flag(request, "archived"))
+    return _marked(request, conversation)
+
+
+def _flag(request: HttpRequest, name: str) -> bool:
+    value = request.POST.get(name, "")
+    if value not in ("0", "1"):
+        raise BadRequest(f"{name} must be 0 or 1")
+    return value == "1"
+
+
+def _marked(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    # The list as it is now (pinned on top, archived gone), for the page to show.
+    if _wants_json(request):
+        page = listing.page(request.user)
+        return JsonResponse(
+            {
+                "pinned": conversation.pinned_at is not None,
+                "archived": conversation.archived_at is not None,
+                "list_html": render_to_string(
+                    "conversations/_list.html",
+                    {"page": page, "conversation": conversation},
+                    request=request,
+                ),
+            }
+        )
+    return redirect("chat", public_id=conversation.public_id)
+
+
+@require_GET
+@login_required
+def archived(request: HttpRequest) -> HttpResponse:
+    """Archived conversations, newest activity first (each can be brought back)."""
+    context = _page_context(request, None)
+    context["archived"] = listing.archived_page(request.user, request.GET.get("cursor"))
+    return render(request, "conversations/archived.html", context)

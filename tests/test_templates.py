@@ -31,11 +31,16 @@ def stored_messages(html: str) -> str:
     return html.split('<template id="message-template">')[0]
 
 
-def test_an_empty_list_and_the_home_page_say_what_to_do(alice: Any, gateway: Any) -> None:
+def test_the_home_page_is_the_composer_and_says_what_to_do(alice: Any, gateway: Any) -> None:
     services.credentials.set_api_key(alice, key="sk-alice", base_url=gateway.base_url)
     html = page(alice)
-    assert "No conversations yet. Press “New chat” to start one." in html
-    assert "Start a conversation" in html and "Ctrl+Shift+O" in html
+    assert "No conversations yet. Type a message to start one." in html
+    assert 'id="composer-input"' in html and 'data-create-url="/c/"' in html
+    assert "What can I help with?" in html
+    # The shortcuts are listed in their dialog, on every page.
+    assert 'id="shortcuts-dialog"' in html and "<kbd>O</kbd>" in html
+    # No conversation yet: no menu for one, no socket to show.
+    assert 'id="conversation-menu"' not in html and 'data-conversation-id="' not in html
 
 
 def test_a_new_chat_says_how_to_write_and_send(alice: Any, gateway: Any) -> None:
@@ -44,6 +49,7 @@ def test_a_new_chat_says_how_to_write_and_send(alice: Any, gateway: Any) -> None
     html = page(alice, f"/c/{conversation.public_id}/")
     assert 'id="log-empty"' in html
     assert "Enter sends, Shift+Enter starts a new line, Esc stops a reply." in html
+    assert 'id="conversation-menu"' in html and 'id="settings-dialog"' in html
 
 
 def test_the_offline_demo_banner_says_what_to_ask_the_administrator(

@@ -696,3 +696,152 @@ def test_the_model_select_lists_the_keys_models_and_changes_the_next_turns_model
     assert conversation.model == "hunyuan-t1"
     # Someone else's conversation: as missing.
     assert signed_in(bob).post(url, {"model": "hy3-preview"}).status_code == 404
+
+
+def models_key(user: Any) -> None:
+    services.credentials.set_api_key(
+        user,
+        key="sk-models",
+        base_url="http://127.0.0.1:9",
+        model="hy3-preview",
+        allowed_models=["hy3-preview", "hunyuan-t1"],
+    )
+
+
+def test_the_home_pages_first_send_creates_the_conversation_as_json(alice):
+    models_key(alice)
+    client = signed_in(alice)
+    home = client.get("/").content.decode()
+    # The home page offers the key's models, its default chosen.
+    assert re.search(r'<option value="hy3-preview" selected>', home)
+    response = client.post("/c/", {"model": "hunyuan-t1"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 201
+    body = response.json()
+    conversation = Conversation.objects.get(owner=alice)
+    assert conversation.model == "hunyuan-t1"
+    public_id = str(conversation.public_id)
+    assert body["id"] == public_id and body["url"] == f"/c/{public_id}/"
+    assert body["messages_url"] == f"/c/{public_id}/messages/"
+    assert body["attachments_url"] == f"/c/{public_id}/attachments/"
+    # The page swaps in the server's header and list for it: the menu, the model chosen,
+    # the new conversation marked in the list.
+    assert 'id="conversation-menu"' in body["header_html"]
+    assert '<option value="hunyuan-t1" selected>' in body["header_html"]
+    assert list_groups(body["list_html"]) == [("Today", [public_id])]
+    assert 'aria-current="page"' in body["list_html"]
+
+
+def test_a_first_send_with_a_model_the_key_does_not_allow_creates_nothing(alice):
+    models_key(alice)
+    client = signed_in(alice)
+    response = client.post("/c/", {"model": "gpt-9"}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "model_not_allowed"
+    assert client.post("/c/", {"model": "gpt-9"}).status_code == 400
+    assert not Conversation.objects.filter(owner=alice).exists()
+    # A plain post (no model) still creates and redirects, as before.
+    response = client.post("/c/")
+    assert response.status_code == 302 and response["Location"].startswith("/c/")
+
+
+def test_pinned_conversations_stay_on_top_of_the_list(alice):
+    now = timezone.now()
+    old = conversation_at(alice, now - timedelta(days=40), "old but pinned")
+    new = conversation_at(alice, now, "new")
+    client = signed_in(alice)
+    response = client.post(
+        f"/c/{old.public_id}/pin/", {"pinned": "1"}, HTTP_ACCEPT="application/json"
+    )
+    assert response.json()["pinned"] is True
+    assert list_groups(response.json()["list_html"]) == [
+        ("Pinned", [str(old.public_id)]),
+        ("Today", [str(new.public_id)]),
+    ]
+    assert sidebar(client.get("/").content.decode())[0] == ("Pinned", [str(old.public_id)])
+    # Pinning is not activity: the conversation keeps its place in time when unpinned.
+    old.refresh_from_db()
+    assert old.updated_at == now - timedelta(days=40)
+    page = client.get(f"/c/{old.public_id}/").content.decode()
+    assert ">Unpin<" in page
+    client.post(f"/c/{old.public_id}/pin/", {"pinned": "0"})
+    assert [label for label, _ in sidebar(client.get("/").content.decode())] == [
+        "Today",
+        "Older",
+    ]
+
+
+def test_archived_conversations_leave_the_list_and_are_found_under_archived_and_by_search(
+    alice,
+):
+    kept = services.conversations.create_conversation(alice, title="kept")
+    gone = services.conversations.create_conversation(alice)
+    services.conversations.rename_conversation(gone, "quarterly kestrel report")  # indexed
+    client = signed_in(alice)
+    client.post(f"/c/{gone.public_id}/pin/", {"pinned": "1"})
+    response = client.post(
+        f"/c/{gone.public_id}/archive/", {"archived": "1"}, HTTP_ACCEPT="application/json"
+    )
+    assert response.json() == {
+        "pinned": False,  # archiving unpins
+        "archived": True,
+        "list_html": response.json()["list_html"],
+    }
+    assert list_groups(response.json()["list_html"]) == [("Today", [str(kept.public_id)])]
+    assert sidebar(client.get("/").content.decode()) == [("Today", [str(kept.public_id)])]
+    page = client.get("/archived/").content.decode()
+    archived = page[page.index('<div class="page-body">') :]
+    assert f'href="/c/{gone.public_id}/"' in archived and f"/c/{kept.public_id}/" not in archived
+    assert "quarterly kestrel report" in archived
+    hits = client.get("/search/", {"q": "kestrel"}).content.decode()
+    assert "quarterly kestrel report" in hits
+    # Still opens by its URL, and comes back to the list from the Archived page.
+    assert ">Unarchive<" in client.get(f"/c/{gone.public_id}/").content.decode()
+    assert client.post(f"/c/{gone.public_id}/archive/", {"archived": "0"}).status_code == 302
+    assert {c for _, ids in sidebar(client.get("/").content.decode()) for c in ids} == {
+        str(kept.public_id),
+        str(gone.public_id),
+    }
+    assert "Nothing archived" in client.get("/archived/").content.decode()
+
+
+@pytest.mark.parametrize("value", ["", "yes", "2", "true"])
+def test_pin_and_archive_refuse_anything_but_0_or_1_and_change_nothing(alice, value):
+    conversation = services.conversations.create_conversation(alice)
+    client = signed_in(alice)
+    assert client.post(f"/c/{conversation.public_id}/pin/", {"pinned": value}).status_code == 400
+    assert (
+        client.post(f"/c/{conversation.public_id}/archive/", {"archived": value}).status_code == 400
+    )
+    conversation.refresh_from_db()
+    assert conversation.pinned_at is None and conversation.archived_at is None
+
+
+def test_pin_and_archive_are_the_owners_only(alice, bob):
+    conversation = services.conversations.create_conversation(alice)
+    client = signed_in(bob)
+    assert client.post(f"/c/{conversation.public_id}/pin/", {"pinned": "1"}).status_code == 404
+    assert (
+        client.post(f"/c/{conversation.public_id}/archive/", {"archived": "1"}).status_code == 404
+    )
+    assert client.get(f"/c/{conversation.public_id}/pin/").status_code == 405
+
+
+def test_the_settings_dialog_gets_its_form_back_with_errors_and_nothing_is_stored(alice):
+    conversation = services.conversations.create_conversation(alice)
+    client = signed_in(alice)
+    url = f"/c/{conversation.public_id}/settings/"
+    refused = client.post(
+        url, {"temperature": "1.5", "system_prompt": "be brief"}, HTTP_ACCEPT="application/json"
+    )
+    assert refused.status_code == 400
+    form = refused.json()["form_html"]
+    assert 'class="field__error" role="alert"' in form and "1.5" in form
+    assert "data-dialog-close" in form  # the dialog's Cancel, not the page's link back
+    conversation.refresh_from_db()
+    assert conversation.temperature is None and conversation.system_prompt == ""
+    saved = client.post(
+        url, {"temperature": "0.5", "system_prompt": "be brief"}, HTTP_ACCEPT="application/json"
+    )
+    assert saved.status_code == 200
+    conversation.refresh_from_db()
+    assert conversation.temperature == 0.5 and conversation.system_prompt == "be brief"

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from conversations import frames, rows
@@ -21,8 +22,20 @@ from conversations.text import clean
 logger = logging.getLogger(__name__)
 
 
-def create_conversation(owner: AbstractBaseUser, *, title: str = "") -> Conversation:
-    return Conversation.objects.create(owner=owner, title=clean(title).strip()[:200])
+def create_conversation(
+    owner: AbstractBaseUser,
+    *,
+    title: str = "",
+    model: Any = None,
+    allowed: tuple[str, ...] = (),
+) -> Conversation:
+    """A new conversation; with `model` (the home page's Model select), that model, which
+    must be one of `allowed` (refused as `choose_model` refuses it, nothing created)."""
+    if model:
+        _check_model(model, allowed)
+    return Conversation.objects.create(
+        owner=owner, title=clean(title).strip()[:200], model=model or ""
+    )
 
 
 def get_conversation(user: AbstractBaseUser, public_id: UUID | str) -> Conversation | None:
@@ -101,13 +114,45 @@ def choose_model(conversation: Conversation, model: Any, allowed: tuple[str, ...
     """The model of the conversation's next turns, one of `allowed` (the person's credential's
     models); anything else is refused and nothing changes. Turns check it again
     (`credentials.check_model`): the credential may change later."""
+    _check_model(model, allowed)
+    return update_settings(conversation, model=model)
+
+
+def _check_model(model: Any, allowed: tuple[str, ...]) -> None:
     if not isinstance(model, str) or model not in allowed:
         raise ServiceError(
             "model_not_allowed",
             _("Choose one of the models your API key allows: %(models)s.")
             % {"models": ", ".join(allowed) or _("none")},
         )
-    return update_settings(conversation, model=model)
+
+
+def pin(conversation: Conversation, pinned: bool) -> Conversation:
+    """Pin a conversation on top of the list, or unpin it. Pinning an archived conversation
+    brings it back to the list: a pin is for what one keeps coming back to."""
+    now = timezone.now()
+    values: dict[str, Any] = {"pinned_at": now if pinned else None}
+    if pinned:
+        values["archived_at"] = None
+    return _mark(conversation, values)
+
+
+def archive(conversation: Conversation, archived: bool) -> Conversation:
+    """Move a conversation out of the list (to the Archived page), or back. An archived
+    conversation is no longer pinned; search and its URL still find it."""
+    values: dict[str, Any] = {"archived_at": timezone.now() if archived else None}
+    if archived:
+        values["pinned_at"] = None
+    return _mark(conversation, values)
+
+
+def _mark(conversation: Conversation, values: dict[str, Any]) -> Conversation:
+    # An update, not a save: pinning or archiving is not activity, so `updated_at` (the
+    # list's order, auto_now) stays as it was.
+    Conversation.objects.filter(pk=conversation.pk).update(**values)
+    for name, value in values.items():
+        setattr(conversation, name, value)
+    return conversation
 
 
 def set_generated_title(conversation_id: int, title: str) -> Conversation | None:

@@ -1,4 +1,5 @@
-// Every signed-in page: the conversation list ("Load more") and global keyboard shortcuts.
+// Every signed-in page: the conversation list ("Load more"), its folding, and the keyboard
+// shortcuts (listed in the Shortcuts dialog, includes/shortcuts.html).
 
 function mergeGroups(list, fragment) {
   // A page may continue the last day group of the previous one: append to it.
@@ -36,40 +37,74 @@ function bindLoadMore(list) {
 function bindShortcuts() {
   document.addEventListener("keydown", (event) => {
     const mod = event.ctrlKey || event.metaKey;
-    if (mod && event.shiftKey && (event.key === "O" || event.key === "o")) {
+    const key = event.key.toLowerCase();
+    if (mod && event.shiftKey && key === "o") {
       // New chat, as in other chat apps.
       event.preventDefault();
       document.getElementById("new-chat-form")?.requestSubmit();
-    } else if (mod && !event.shiftKey && (event.key === "k" || event.key === "K")) {
+    } else if (mod && !event.shiftKey && key === "k") {
       event.preventDefault();
       revealSidebar();
       document.getElementById("search-input")?.focus();
+    } else if (mod && event.shiftKey && key === "s") {
+      event.preventDefault();
+      document.getElementById("sidebar-toggle")?.click();
+    } else if (mod && !event.shiftKey && key === "/") {
+      event.preventDefault();
+      openShortcuts();
+    } else if (event.shiftKey && !mod && event.key === "Escape") {
+      const box = document.getElementById("composer-input");
+      if (box) {
+        event.preventDefault();
+        box.focus();
+      }
     }
   });
+  const button = document.getElementById("shortcuts-button");
+  if (button) {
+    button.hidden = false;
+    button.addEventListener("click", openShortcuts);
+  }
 }
 
+function openShortcuts() {
+  const dialog = document.getElementById("shortcuts-dialog");
+  if (dialog && !dialog.open) dialog.showModal();
+}
+
+// Phones fold the list by default (the chat gets the screen); desktops show it unless the
+// person folded it to a narrow rail, which is remembered.
+const PHONE = matchMedia("(max-width: 760px)");
+const FOLDED_KEY = "sidebar:folded";
+
 function bindSidebarToggle() {
-  // On a phone the list, search and account links fold behind one button; without this
-  // script (or on a wide screen, where CSS hides the button) everything stays visible.
+  // Without this script everything stays visible.
   const sidebar = document.getElementById("sidebar");
   const toggle = document.getElementById("sidebar-toggle");
   if (!sidebar || !toggle) return;
   sidebar.dataset.collapsible = "";
-  toggle.setAttribute("aria-expanded", String(sidebar.hasAttribute("data-open")));
+  const show = (open) => {
+    toggle.setAttribute("aria-expanded", String(open));
+    sidebar.toggleAttribute("data-open", open);
+  };
+  const initial = () => show(!PHONE.matches && localStorage.getItem(FOLDED_KEY) !== "1");
+  initial();
+  PHONE.addEventListener("change", initial);
   toggle.hidden = false;
   toggle.addEventListener("click", () => {
     const open = toggle.getAttribute("aria-expanded") !== "true";
-    toggle.setAttribute("aria-expanded", String(open));
-    sidebar.toggleAttribute("data-open", open);
+    show(open);
+    if (!PHONE.matches) {
+      if (open) localStorage.removeItem(FOLDED_KEY);
+      else localStorage.setItem(FOLDED_KEY, "1");
+    }
   });
 }
 
 function revealSidebar() {
-  // Ctrl+K on a phone: unfold the panel first, or the search box cannot take the focus.
+  // Ctrl+K with the list folded: unfold it first, or the search box cannot take the focus.
   const toggle = document.getElementById("sidebar-toggle");
-  if (toggle && !toggle.hidden && toggle.getAttribute("aria-expanded") !== "true" && getComputedStyle(toggle).display !== "none") {
-    toggle.click();
-  }
+  if (toggle && !toggle.hidden && toggle.getAttribute("aria-expanded") !== "true") toggle.click();
 }
 
 const list = document.getElementById("conversation-list");

@@ -13,11 +13,17 @@
 //   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
 //   chat/copy.js        Copy message: a message's Markdown source to the clipboard
 //   chat/model.js       the Model select: the conversation's model from its next turn
+//   chat/home.js        the home page's first send creates the conversation, in place
+//   chat/menu.js        the conversation menu: rename, Settings and Delete dialogs, pin, archive
+//   chat/follow.js      "Jump to newest" when scrolled up from the end
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
+import { bindJumpToNewest } from "./chat/follow.js";
+import { Home } from "./chat/home.js";
 import { createMarkdown } from "./chat/markdown.js";
+import { bindDialogs, bindMenu } from "./chat/menu.js";
 import { MessageList } from "./chat/messages.js";
 import { bindModelPicker } from "./chat/model.js";
 import { bindRename, showTitle } from "./chat/rename.js";
@@ -27,18 +33,22 @@ import { Versions } from "./chat/versions.js";
 
 const root = document.getElementById("chat");
 
-if (root) {
-  const { conversationId, messagesUrl, renameUrl } = root.dataset;
+if (root && document.getElementById("log")) {
+  // On the home page (no conversation yet) the first send or file creates one (home.js).
+  const { conversationId, messagesUrl } = root.dataset;
+  const currentId = () => root.dataset.conversationId;
   // The server's Markdown settings and allow-list (conversations/rendering.py), as JSON.
   const markdownConfig = document.getElementById("markdown-config");
   const markdown = markdownConfig ? createMarkdown(JSON.parse(markdownConfig.textContent)) : null;
   const messages = new MessageList(document.getElementById("log"), document.getElementById("message-template"));
+  const jump = bindJumpToNewest(messages);
   // The controls that follow the reply being written and the list (called once all exist).
   const refreshPage = () => {
     const streaming = stream.isStreaming();
     composer.refresh(streaming);
     messages.refresh(streaming);
     versions.refresh(streaming);
+    jump.refresh();
   };
   const connection = new Connection({
     conversationId,
@@ -54,19 +64,53 @@ if (root) {
       versions.shown();
     },
   });
-  const uploads = new Uploads({ root, form: document.getElementById("composer"), onChange: () => refreshPage() });
+  // The header's controls; again when the home page swaps in the new conversation's header.
+  const bindHeader = () => {
+    if (root.dataset.renameUrl) bindRename(currentId(), root.dataset.renameUrl);
+    bindModelPicker();
+    bindMenu({ onListChanged: showList });
+  };
+  const home = conversationId ? null : new Home({
+    root,
+    onCreated: (created) => {
+      composer.adopt(created.id);
+      bindHeader();
+      connection.open(created.id, created.messages_url);
+    },
+  });
+  const uploads = new Uploads({
+    root,
+    form: document.getElementById("composer"),
+    onChange: () => refreshPage(),
+    ensureUrl: home ? () => home.ensure() : null,
+  });
   const composer = new Composer({
-    conversationId, connection, messages, uploads, refreshPage, isStreaming: () => stream.isStreaming(),
+    conversationId,
+    connection,
+    messages,
+    uploads,
+    refreshPage,
+    isStreaming: () => stream.isStreaming(),
+    beforeFirstSend: home ? () => home.ensure() : null,
   });
   const stream = new Stream({
-    messages, connection, composer, refreshPage, markdown, showTitle: (title) => showTitle(conversationId, title),
+    messages, connection, composer, refreshPage, markdown, showTitle: (title) => showTitle(currentId(), title),
   });
   const versions = new Versions({ messages, connection, composer });
-  bindRename(conversationId, renameUrl);
+  bindHeader();
+  bindDialogs();
   bindCopy(messages.log, document.getElementById("announcer"));
-  bindModelPicker();
   decorate(messages.log);
   messages.scrollToBottom(true);
   refreshPage();
-  connection.connect();
+  if (conversationId) connection.connect();
+  // New chat (the home page) puts the cursor where one types; so does a conversation's page
+  // (not on touch screens, where it would open the keyboard over the conversation).
+  if (!location.hash && matchMedia("(hover: hover)").matches) composer.input.focus({ preventScroll: true });
+}
+
+// The conversation list as the server renders it now (after a pin or an archive).
+function showList(html) {
+  const list = document.getElementById("conversation-list");
+  if (list && typeof html === "string") list.innerHTML = html;
 }

@@ -17,7 +17,7 @@ function newClientId() {
 }
 
 export class Composer {
-  constructor({ conversationId, connection, messages, uploads, isStreaming, refreshPage }) {
+  constructor({ conversationId, connection, messages, uploads, isStreaming, refreshPage, beforeFirstSend }) {
     this.connection = connection;
     this.uploads = uploads; // files for the next message (uploads.js)
     this.messages = messages;
@@ -27,8 +27,10 @@ export class Composer {
     this.input = document.getElementById("composer-input");
     this.sendButton = document.getElementById("send");
     this.stopButton = document.getElementById("stop");
-    this.draftKey = `draft:${conversationId}`;
-    this.pendingKey = `pending:${conversationId}`;
+    // The home page has no conversation until its first send (`beforeFirstSend` makes it).
+    this.beforeFirstSend = beforeFirstSend || null;
+    this.draftKey = `draft:${conversationId || "home"}`;
+    this.pendingKey = `pending:${conversationId || "home"}`;
     this.pending = this.loadPending(); // {client_id, content}: sent, not yet stored or refused
     this.composing = false;
     const draft = localStorage.getItem(this.draftKey);
@@ -72,7 +74,8 @@ export class Composer {
     });
   }
 
-  submit() {
+  async submit() {
+    if (this.creating) return;
     const content = this.input.value;
     const files = this.uploads.ready();
     if (!content.trim() && !files.length) return;
@@ -85,6 +88,23 @@ export class Composer {
       return;
     }
     hideNotice();
+    if (this.beforeFirstSend) {
+      // The home page: the conversation first (the text stays in the box until it exists).
+      // The box is read-only meanwhile: what is sent is what it shows.
+      this.creating = true;
+      this.sendButton.disabled = true;
+      this.input.readOnly = true;
+      try {
+        await this.beforeFirstSend();
+      } catch (error) {
+        showNotice(error.message || gettext("Not connected. Try again in a moment."));
+        return;
+      } finally {
+        this.creating = false;
+        this.input.readOnly = false;
+        this.refreshPage();
+      }
+    }
     const clientId = newClientId();
     this.setPending({ client_id: clientId, content, attachments: files });
     this.messages.append({ role: "user", status: "sending", content, client_id: clientId, attachments: files });
@@ -97,6 +117,16 @@ export class Composer {
     this.refreshPage();
     this.messages.scrollToBottom(true);
     this.input.focus();
+  }
+
+  // The home page's conversation exists now: its draft and pending send keys from now on.
+  adopt(conversationId) {
+    this.beforeFirstSend = null;
+    localStorage.removeItem(this.draftKey);
+    sessionStorage.removeItem(this.pendingKey);
+    this.draftKey = `draft:${conversationId}`;
+    this.pendingKey = `pending:${conversationId}`;
+    this.setPending(this.pending);
   }
 
   // On every new connection (its `state` frame), once.
@@ -165,7 +195,7 @@ export class Composer {
   // Send and Stop, for the reply being written (or not).
   refresh(streaming) {
     this.stopButton.hidden = !streaming;
-    this.sendButton.disabled = streaming || Boolean(this.pending) || this.uploads.busy();
+    this.sendButton.disabled = streaming || Boolean(this.pending) || this.uploads.busy() || Boolean(this.creating);
   }
 
   autosize() {

@@ -14,15 +14,26 @@ const CLOSE_SERVICE_RESTART = 1012;
 
 export class Connection {
   constructor({ conversationId, messagesUrl, onFrame, onMessages }) {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
-    this.url = `${scheme}://${location.host}/ws/conversations/${conversationId}/`;
-    this.messagesUrl = messagesUrl;
+    // On the home page there is no conversation yet: `open` once its first send made one.
+    if (conversationId) this.setConversation(conversationId, messagesUrl);
     this.onFrame = onFrame;
     this.onMessages = onMessages; // the rendered message list, as HTML
     this.indicator = document.getElementById("connection");
     this.socket = null;
     this.backoff = MIN_BACKOFF_MS;
     this.restarting = false; // closed with 1012: the server drains before a restart
+  }
+
+  setConversation(conversationId, messagesUrl) {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.url = `${scheme}://${location.host}/ws/conversations/${conversationId}/`;
+    this.messagesUrl = messagesUrl;
+  }
+
+  // The home page's conversation, just created: its socket from now on.
+  open(conversationId, messagesUrl) {
+    this.setConversation(conversationId, messagesUrl);
+    this.connect();
   }
 
   connect() {

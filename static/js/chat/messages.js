@@ -3,7 +3,7 @@
 // chat.html renders with the partial of the stored messages (_message.html), so a message
 // shown live and the same message after a reload are the same markup.
 import { decorate, localiseTimes } from "./decorate.js";
-import { gettext } from "./i18n.js";
+import { gettext, interpolate } from "./i18n.js";
 import { formatSize } from "./uploads.js";
 
 // Within this distance of the end, the list follows a growing reply.
@@ -45,7 +45,7 @@ export class MessageList {
     const article = this.prototypes.querySelector(`article[data-role="${message.role}"]`).cloneNode(true);
     // A reply's optional parts arrive with the frames that fill them (setModel, thinking,
     // showError), each cloned from the template again.
-    article.querySelectorAll(".message__model, .message__thinking, .message__error").forEach((part) => part.remove());
+    article.querySelectorAll(".message__model, .message__tokens, .message__thinking, .message__error").forEach((part) => part.remove());
     if (message.id) this.identify(article, message.id);
     if (message.client_id) article.dataset.clientId = message.client_id;
     article.querySelector("time").dateTime = new Date().toISOString();
@@ -111,6 +111,17 @@ export class MessageList {
       article.querySelector(".message__author").after(label);
     }
     label.textContent = model;
+  }
+
+  // The tokens of a finished reply ({input_tokens, output_tokens}), after its time.
+  setUsage(article, usage) {
+    if (!usage || !usage.output_tokens) return;
+    let label = article.querySelector(".message__tokens");
+    if (!label) {
+      label = this.replyPart(".message__tokens");
+      article.querySelector(".message__time").after(label);
+    }
+    label.textContent = interpolate(gettext("%s in · %s out"), [usage.input_tokens || 0, usage.output_tokens]);
   }
 
   setStatus(article, status) {

@@ -11,3 +11,12 @@ export function hideNotice() {
   notice.hidden = true;
   notice.textContent = "";
 }
+
+// A short confirmation for screen readers (#announcer, role=status): what a button did
+// where the page shows it only by changing (a pin, an archive, a copy).
+export function announce(text) {
+  const announcer = document.getElementById("announcer");
+  if (!announcer) return;
+  announcer.textContent = "";
+  requestAnimationFrame(() => { announcer.textContent = text; });
+}

@@ -16,16 +16,18 @@ export function bindRename(conversationId, renameUrl) {
   const form = document.getElementById("rename-form");
   const input = document.getElementById("rename-input");
   const button = document.getElementById("rename-button");
+  const error = document.getElementById("rename-error");
   const open = (show) => {
     form.hidden = !show;
     title.hidden = show;
-    button.hidden = show;
+    error.textContent = "";
     if (show) {
       input.value = title.textContent;
       input.select();
       input.focus();
     } else {
-      button.focus();
+      // Rename is an item of the conversation menu, folded by now: back to the menu.
+      (document.querySelector("#conversation-menu summary") || title).focus();
     }
   };
   button.addEventListener("click", () => open(true));
@@ -49,7 +51,9 @@ export function bindRename(conversationId, renameUrl) {
       });
       const data = await response.json();
       if (!response.ok) {
-        showNotice((data.errors || []).join(" ") || gettext("Could not rename."));
+        // Said beside the box (an empty or too long title); nothing was stored.
+        error.textContent = (data.errors || []).join(" ") || gettext("Could not rename.");
+        input.focus();
         return;
       }
       hideNotice();

@@ -183,6 +183,7 @@ export class Stream {
       if (!details.dataset.userToggled) details.open = false;
     }
     this.messages.setModel(article, frame.model);
+    this.messages.setUsage(article, frame.usage);
     if (this.streaming && this.streaming.id === frame.message_id) this.streaming = null;
     this.messages.setStatus(article, frame.status);
     article.querySelector(".message__error")?.remove();

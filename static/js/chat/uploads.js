@@ -21,8 +21,10 @@ export function formatSize(bytes) {
 }
 
 export class Uploads {
-  constructor({ root, form, onChange }) {
-    this.url = root.dataset.attachmentsUrl;
+  constructor({ root, form, onChange, ensureUrl }) {
+    this.root = root;
+    // The home page's first file makes the conversation it is uploaded to.
+    this.ensureUrl = ensureUrl || null;
     this.vision = root.dataset.vision !== "false";
     this.maxBytes = Number(root.dataset.maxFileBytes) || Infinity;
     this.maxFiles = Number(root.dataset.maxFiles) || 10;
@@ -87,14 +89,24 @@ export class Uploads {
     }
   }
 
-  upload(file) {
+  async upload(file) {
     const item = this.addChip(file.name, file.size, file.type, { file, request: new XMLHttpRequest(), attachment: null });
     const { chip } = item;
     const progress = chip.querySelector("progress");
     progress.setAttribute("aria-label", interpolate(gettext("Uploading %s"), [file.name]));
 
+    let url = this.root.dataset.attachmentsUrl;
+    if (!url && this.ensureUrl) {
+      try {
+        url = await this.ensureUrl();
+      } catch (error) {
+        this.fail(item, error.message || gettext("Not connected. The file was not attached."));
+        this.onChange();
+        return;
+      }
+    }
     const request = item.request;
-    request.open("POST", this.url);
+    request.open("POST", url);
     request.setRequestHeader("X-CSRFToken", this.csrf);
     request.setRequestHeader("Accept", "application/json");
     request.responseType = "json";
