@@ -107,7 +107,18 @@ function revealSidebar() {
   if (toggle && !toggle.hidden && toggle.getAttribute("aria-expanded") !== "true") toggle.click();
 }
 
+function bindNewChat() {
+  // New chat is the home page, the composer (a GET form, so it works without the script);
+  // its URL without the form's empty "?".
+  const form = document.getElementById("new-chat-form");
+  form?.addEventListener("submit", (event) => {
+    event.preventDefault();
+    location.assign(form.action);
+  });
+}
+
 const list = document.getElementById("conversation-list");
 if (list) bindLoadMore(list);
 bindSidebarToggle();
 bindShortcuts();
+bindNewChat();

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from conversations import services
 from conversations.demo.server import FakeGateway
 from tests.conftest import give_key, make_user, session_cookie
 from tests.support.processes import ROOT, DaphneProcess
@@ -115,7 +116,8 @@ class Console:
 def _context(
     browser: Browser, request: pytest.FixtureRequest, **options: Any
 ) -> tuple[BrowserContext, Console]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+    options.setdefault("viewport", {"width": 1280, "height": 860})
+    context = browser.new_context(**options)
     console = Console()
 
     def on_console(message: Any) -> None:
@@ -158,6 +160,25 @@ def _finish(request: pytest.FixtureRequest, context: BrowserContext, console: Co
         pytest.fail(f"{len(console.errors)} uncaught JavaScript error(s), e.g. {unique[:5]}")
 
 
+MakeContext = Callable[..., BrowserContext]
+
+
+@pytest.fixture
+def make_context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[MakeContext]:
+    """New browser contexts with options (locale, color_scheme, viewport, ...), closed and
+    checked for JavaScript errors at the end like the `browser_context` fixture."""
+    made: list[tuple[BrowserContext, Any]] = []
+
+    def make(**options: Any) -> BrowserContext:
+        context, console = _context(browser, request, **options)
+        made.append((context, console))
+        return context
+
+    yield make
+    for context, console in made:
+        _finish(request, context, console)
+
+
 @pytest.fixture
 def page(browser_context: tuple[BrowserContext, Console]) -> Page:
     context, _ = browser_context
@@ -181,16 +202,20 @@ def signed_in_page(context: BrowserContext, server: DaphneProcess, user: Any) ->
 
 
 def new_chat(page: Page, button: str = "New chat") -> None:
-    """Press New chat (by its name in the page's language); on the new conversation, connected."""
+    """Press New chat (by its name in the page's language): the home page, the composer
+    focused; the first send there creates the conversation."""
     page.get_by_role("button", name=button, exact=True).click()
-    page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/$"))
-    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    page.wait_for_url(re.compile(r"/$"))
+    expect(page.locator("#composer-input")).to_be_focused()
 
 
 def open_new_chat(context: BrowserContext, server: DaphneProcess, user: Any) -> Page:
-    """Signed in as `user`, on a fresh conversation, connected."""
-    page = signed_in_page(context, server, user)
-    new_chat(page)
+    """Signed in as `user`, on a fresh conversation (created as `POST /c/` does), connected."""
+    sign_in_with_cookie(context, server, user)
+    conversation = services.conversations.create_conversation(user)
+    page = context.new_page()
+    page.goto(f"{server.http_url}/c/{conversation.public_id}/")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
     return page
 
 

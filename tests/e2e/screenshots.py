@@ -158,6 +158,12 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
         ],
     )
     empty = services.conversations.create_conversation(mei)
+    # A pinned conversation on top of the list, and one archived out of it.
+    pinned = Conversation.objects.get(owner=mei, title="Weekly report outline")
+    services.conversations.pin(pinned, True)
+    services.conversations.archive(
+        Conversation.objects.get(owner=mei, title="Regex for Chinese phone numbers"), True
+    )
     kai_chat = services.conversations.create_conversation(kai)
 
     # A group sharing a key and a quota, with its audit: a few changes by mei in the admin.
@@ -184,13 +190,41 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
     }
 
 
-# (name, user, path, wait for the websocket). Paths may use the conversations from the data.
-def _pages(data: dict[str, Any]) -> list[tuple[str, str | None, str, bool]]:
+def _open_menu(page: Any) -> None:
+    page.locator("#conversation-menu summary").click()
+
+
+def _open_settings(page: Any) -> None:
+    _open_menu(page)
+    page.locator("#conversation-menu [data-dialog=settings-dialog]").click()
+
+
+def _open_shortcuts(page: Any) -> None:
+    page.keyboard.press("Control+/")
+
+
+def _fold_sidebar(page: Any) -> None:
+    page.locator("#sidebar-toggle").click()
+
+
+def _open_sidebar(page: Any) -> None:
+    page.locator("#sidebar-toggle").click()
+
+
+# (name, user, path, wait for the websocket[, what to do first]). Paths may use the
+# conversations from the data.
+def _pages(data: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [
         ("login", None, "/accounts/login/", False),
         ("home", "mei", "/", False),
         ("home-first-run", "lin", "/", False),
+        ("home-list", "mei", "/", False, _open_sidebar),
         ("chat", "mei", f"/c/{data['chat'].public_id}/", True),
+        ("chat-menu", "mei", f"/c/{data['chat'].public_id}/", True, _open_menu),
+        ("chat-settings-dialog", "mei", f"/c/{data['chat'].public_id}/", True, _open_settings),
+        ("chat-sidebar-folded", "mei", f"/c/{data['chat'].public_id}/", True, _fold_sidebar),
+        ("shortcuts", "mei", f"/c/{data['chat'].public_id}/", True, _open_shortcuts),
+        ("archived", "mei", "/archived/", False),
         ("chat-error", "mei", f"/c/{data['error'].public_id}/", True),
         ("chat-new", "mei", f"/c/{data['empty'].public_id}/", True),
         ("chat-no-key", "kai", f"/c/{data['kai_chat'].public_id}/", True),
@@ -257,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            for name, user, path, live in _pages(data):
+            for name, user, path, live, *before in _pages(data):
                 if only and name not in only:
                     continue
                 for size, (width, height) in VIEWPORTS.items():
@@ -286,6 +320,13 @@ def main(argv: list[str] | None = None) -> int:
                                 expect(page.locator("#connection")).to_have_attribute(
                                     "data-state", "online"
                                 )
+                            if before:
+                                if name in ("home-list", "chat-sidebar-folded") and size != (
+                                    "phone" if name == "home-list" else "desktop"
+                                ):
+                                    context.close()
+                                    continue
+                                before[0](page)
                             page.evaluate("document.fonts.ready")
                             # A caret would blink into some shots and not others.
                             page.evaluate("document.activeElement && document.activeElement.blur()")

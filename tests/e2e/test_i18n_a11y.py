@@ -8,27 +8,32 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from conversations import services
 from conversations.demo.script import Script
 from conversations.models import Conversation, Message
 from tests.conftest import give_key
 from tests.e2e import axe
-from tests.e2e.conftest import _context, _finish, new_chat, sign_in_with_cookie, signed_in_page
+from tests.e2e.conftest import (
+    MakeContext,
+    new_chat,
+    open_new_chat,
+    sign_in_with_cookie,
+    signed_in_page,
+)
 from tests.support.processes import DaphneProcess
 from tests.support.turns import stored_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 ASSISTANT = 'article[data-role="assistant"]'
-MakeContext = Callable[..., BrowserContext]
 
 
 @pytest.fixture(scope="session")
@@ -37,22 +42,6 @@ def axe_script() -> str:
         return str(axe.install())
     except (RuntimeError, OSError) as exc:  # pragma: no cover - a machine without npm
         pytest.fail(f"axe-core could not be installed: {exc}")
-
-
-@pytest.fixture
-def make_context(browser: Browser, request: pytest.FixtureRequest) -> Iterator[MakeContext]:
-    """New browser contexts with options (locale, color_scheme, ...), closed and checked for
-    JavaScript errors at the end like the `browser_context` fixture."""
-    made: list[tuple[BrowserContext, Any]] = []
-
-    def make(**options: Any) -> BrowserContext:
-        context, console = _context(browser, request, **options)
-        made.append((context, console))
-        return context
-
-    yield make
-    for context, console in made:
-        _finish(request, context, console)
 
 
 # --- languages ----------------------------------------------------------------------------
@@ -68,10 +57,10 @@ def test_the_ui_follows_the_browser_language_and_the_switch_is_remembered(
     page.get_by_role("button", name="登录", exact=True).click()
 
     new_chat(page, "新对话")
-    # Strings of chat.js come from the JavaScript catalog.
-    expect(page.locator("#connection")).to_have_text("已连接")
     page.get_by_role("textbox", name="消息").fill("你好")
     page.get_by_role("button", name="发送", exact=True).click()
+    # Strings of chat.js come from the JavaScript catalog.
+    expect(page.locator("#connection")).to_have_text("已连接")
     expect(page.locator(ASSISTANT)).to_have_attribute("data-status", "complete")
     expect(page.locator(f"{ASSISTANT} .message__author")).to_have_text("助手")
     expect(page.get_by_role("button", name="重新生成")).to_be_visible()
@@ -131,8 +120,7 @@ def test_the_composer_grows_keeps_its_draft_and_takes_a_long_paste(
     server: DaphneProcess, browser_context: tuple[BrowserContext, Any], chatter: Any
 ) -> None:
     context, _ = browser_context
-    page = signed_in_page(context, server, chatter)
-    new_chat(page)
+    page = open_new_chat(context, server, chatter)
     box = page.get_by_role("textbox", name="Message")
     one_line = box.bounding_box()["height"]
     box.fill("first line\nsecond line\nthird line\nfourth line")
@@ -313,13 +301,15 @@ def test_a_failed_reply_offers_retry_inside_its_alert(
 FOCUS_PROBE = """() => {
     const el = document.activeElement;
     const style = getComputedStyle(el);
+    // The message box's ring is its composer's (the box that holds the text and the buttons).
+    const box = el.closest(".composer");
     const name = (el.getAttribute("aria-label") || el.innerText || el.value || el.placeholder || "").trim().split("\\n")[0];
     return {
         tag: el.tagName.toLowerCase(),
         role: el.getAttribute("role") || "",
         name: name.slice(0, 40),
         outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
-        shadow: style.boxShadow !== "none",
+        shadow: box ? /0px 0px 0px 2px/.test(getComputedStyle(box).boxShadow) : style.boxShadow !== "none",
     };
 }"""
 
@@ -335,6 +325,8 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
     page.goto(f"{server.http_url}/c/{conversation.public_id}/")
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
     page.locator("body").click(position={"x": 5, "y": 5})
+    # The conversation menu's items are reached once it is open (its summary is, always).
+    page.evaluate("document.getElementById('conversation-menu').open = true")
 
     reached: list[dict[str, Any]] = []
     for _ in range(80):
@@ -350,11 +342,17 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
         "New chat",
         "Search conversations",
         "A conversation with everything",
+        "Conversation actions",
         "Rename",
         "Settings",
+        "Pin",
+        "Archive",
         "Export Markdown",
         "Export JSON",
         "Delete",
+        "Menu",
+        "Archived",
+        "Keyboard shortcuts",
         "Messages",
         "Thinking",
         "Copy",
@@ -468,17 +466,43 @@ def test_axe_finds_no_serious_violations_on_the_main_pages(
     sign_in_with_cookie(context, own_server, admin_user)
     page = context.new_page()
     page.goto(f"{own_server.http_url}/")
-    _check(page, "home (list)", failures)
+    _check(page, "home (the composer)", failures)
+    page.keyboard.press("Control+/")
+    expect(page.locator("#shortcuts-dialog")).to_be_visible()
+    _check(page, "shortcuts dialog", failures)
+    page.keyboard.press("Escape")
 
     page.goto(f"{own_server.http_url}/c/{conversation.public_id}/")
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
     expect(page.locator("[data-retry]")).to_be_visible()
     _check(page, "chat", failures)
+    page.locator("#conversation-menu summary").click()
+    _check(page, "chat, conversation menu open", failures)
+    page.locator("[data-dialog=settings-dialog]").click()
+    expect(page.locator("#settings-dialog")).to_be_visible()
+    page.locator("#settings-dialog #id_temperature").fill("7")
+    page.locator("#settings-dialog button[type=submit]").click()
+    expect(page.locator("#settings-dialog [role=alert]").first).to_be_visible()
+    _check(page, "settings dialog with an error", failures)
+    page.keyboard.press("Escape")
+    page.locator("#conversation-menu summary").click()
+    page.locator("[data-dialog=delete-dialog]").click()
+    expect(page.locator("#delete-dialog")).to_be_visible()
+    _check(page, "delete dialog", failures)
+    page.keyboard.press("Escape")
+    page.locator("#sidebar-toggle").click()
+    _check(page, "chat, sidebar folded", failures)
+    page.locator("#sidebar-toggle").click()
+
+    page.goto(f"{own_server.http_url}/archived/")
+    _check(page, "archived", failures)
 
     page.goto(f"{own_server.http_url}/admin/conversations/apicredential/add/")
     _check(page, "admin credential", failures)
 
     page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{own_server.http_url}/")
+    _check(page, "home on a phone", failures)
     page.goto(f"{own_server.http_url}/c/{conversation.public_id}/")
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
     page.get_by_role("button", name=re.compile("Menu|菜单")).click()

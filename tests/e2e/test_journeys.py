@@ -213,6 +213,7 @@ def test_search_open_rename_export_and_delete(
     page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/"))
     assert page.url.split("#")[0] == conversation_url
 
+    page.get_by_label("Conversation actions").click()
     page.get_by_role("button", name="Rename").click()
     title_box = page.get_by_role("textbox", name="Title")
     title_box.fill("Glaciers")
@@ -222,6 +223,7 @@ def test_search_open_rename_export_and_delete(
         page.get_by_role("navigation", name="Conversations").get_by_role("link", name="Glaciers")
     ).to_be_visible()
 
+    page.get_by_label("Conversation actions").click()
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Export JSON").click()
     exported = json.loads(open(download_info.value.path(), encoding="utf-8").read())
@@ -231,6 +233,7 @@ def test_search_open_rename_export_and_delete(
         "The zephyrine glacier melts slowly.",
     ]
 
+    page.get_by_label("Conversation actions").click()
     page.get_by_role("link", name="Delete").click()
     page.get_by_role("button", name="Delete for good").click()
     page.wait_for_url(f"{server.http_url}/")

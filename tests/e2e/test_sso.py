@@ -133,7 +133,8 @@ def test_a_person_signs_in_with_the_provider_gets_an_account_and_known_groups_th
     page.wait_for_url(f"{chat.http_url}/")
     # Signed in, and the group from the token's claim brought its key: no "no API key" note.
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    expect(page.get_by_role("heading", name="Start a conversation")).to_be_visible()
+    # The home page greets them by the name from the token's claims.
+    expect(page.get_by_role("heading", name="What can I help with, Dana?")).to_be_visible()
     expect(page.get_by_text("No API key yet")).to_have_count(0)
 
     dana = get_user_model().objects.get(username="dana")

@@ -18,7 +18,6 @@ export class Connection {
     if (conversationId) this.setConversation(conversationId, messagesUrl);
     this.onFrame = onFrame;
     this.onMessages = onMessages; // the rendered message list, as HTML
-    this.indicator = document.getElementById("connection");
     this.socket = null;
     this.backoff = MIN_BACKOFF_MS;
     this.restarting = false; // closed with 1012: the server drains before a restart
@@ -119,7 +118,9 @@ export class Connection {
   }
 
   show(state, label) {
-    this.indicator.dataset.state = state;
-    this.indicator.textContent = label;
+    // Looked up each time: the home page's first send swaps in a new header (home.js).
+    const indicator = document.getElementById("connection");
+    indicator.dataset.state = state;
+    indicator.textContent = label;
   }
 }

@@ -52,6 +52,8 @@ export class Home {
     dataset.attachmentsUrl = body.attachments_url;
     delete dataset.createUrl;
     history.pushState({ conversation: body.id }, "", body.url);
+    // Forms that come back to "this page" (the language switch) come back to it now.
+    document.querySelectorAll('input[name="next"]').forEach((input) => { input.value = body.url; });
     document.title = `${body.title} · ${document.title.split(" · ").pop()}`;
     // The server's header (title, Model select, menu) and list for the new conversation.
     const header = document.getElementById("chat-header");

@@ -71,7 +71,8 @@ export function bindMenu({ onListChanged } = {}) {
       dialog.showModal();
       return;
     }
-    if (event.target.closest("#rename-button")) menu.open = false;
+    // Rename and the exports (downloads: the page stays) fold the menu as they act.
+    if (event.target.closest("#rename-button, a.menu__item")) menu.open = false;
   });
   menu.addEventListener("submit", async (event) => {
     const form = event.target.closest("form[data-mark]");

@@ -5,7 +5,8 @@ import { hideNotice, showNotice } from "./notice.js";
 
 export function bindModelPicker() {
   const form = document.getElementById("model-form");
-  if (!form) return;
+  // On the home page the choice goes with the conversation's creation (home.js).
+  if (!form || !form.getAttribute("action")) return;
   const select = form.querySelector("select");
   let chosen = select.value;
   select.addEventListener("change", async () => {
