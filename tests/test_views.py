@@ -18,7 +18,7 @@ from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import listing, search, services
+from conversations import listing, pages, search, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from tests.conftest import frames_until, give_key, open_socket, receive, signed_in
@@ -632,8 +632,12 @@ def test_the_chat_page_uses_a_constant_number_of_queries(alice):
     Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=parent)
     many, page = count_queries(client, f"/c/{conversation.public_id}/")
     assert few == many
-    # The stored messages (the page's <template> of messages to come follows them).
-    assert page.split('<template id="message-template">')[0].count("<article ") == 202
+    # The newest page of the thread (the page's <template> of messages to come follows it),
+    # and where the older ones are fetched from.
+    shown = page.split('<template id="message-template">')[0]
+    assert shown.count("<article ") == pages.PAGE_SIZE
+    assert f'data-cursor="{parent.public_id}"' not in shown
+    assert 'data-history="before"' in shown
 
 
 def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_parameter(
@@ -653,7 +657,7 @@ def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_p
     # A search hit links here: the version that matched is shown.
     response = client.get(url, {"at": str(first.public_id)})
     assert response.status_code == 302
-    assert response["Location"] == f"{url}#m-{first.public_id}"
+    assert response["Location"] == f"{url}?message={first.public_id}#m-{first.public_id}"
     page = client.get(url).content.decode()
     assert "the kestrel answer" in page and "the other answer" not in page
     assert "1 / 2" in page
