@@ -13,10 +13,13 @@
 //   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
 //   chat/copy.js        Copy message: a message's Markdown source to the clipboard
 //   chat/model.js       the Model select: the conversation's model from its next turn
+//   chat/history.js     the thread a page at a time: earlier (and later) messages loaded
+//                       as they scroll into view; what a resync asks for
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
+import { History } from "./chat/history.js";
 import { createMarkdown } from "./chat/markdown.js";
 import { MessageList } from "./chat/messages.js";
 import { bindModelPicker } from "./chat/model.js";
@@ -26,6 +29,8 @@ import { Uploads } from "./chat/uploads.js";
 import { Versions } from "./chat/versions.js";
 
 const root = document.getElementById("chat");
+// Frames about the end of the thread: a page that does not show it (history.js) skips them.
+const TAIL_FRAMES = new Set(["message", "delta", "thinking", "done", "superseded"]);
 
 if (root) {
   const { conversationId, messagesUrl, renameUrl } = root.dataset;
@@ -44,15 +49,32 @@ if (root) {
     conversationId,
     messagesUrl,
     onFrame: (frame) => {
+      if (history.detached() && TAIL_FRAMES.has(frame.type)) return;
       stream.apply(frame);
       versions.apply(frame);
     },
-    onMessages: (html) => {
-      messages.replace(html);
+    onMessages: (html, known) => {
+      if (known && !history.showTail(known, html)) {
+        // The message it followed is gone from the page meanwhile: the newest page instead.
+        connection.resync({ whole: true });
+        return;
+      }
+      if (!known) {
+        messages.replace(html);
+        history.watch();
+      }
       refreshPage();
       messages.scrollToBottom(true);
       versions.shown();
     },
+    since: () => history.since(),
+  });
+  const history = new History({
+    log: messages.log,
+    messagesUrl,
+    composerInput: document.getElementById("composer-input"),
+    onJump: () => connection.resync({ whole: true }),
+    onAttached: () => connection.resync(),
   });
   const uploads = new Uploads({ root, form: document.getElementById("composer"), onChange: () => refreshPage() });
   const composer = new Composer({
@@ -67,6 +89,7 @@ if (root) {
   bindModelPicker();
   decorate(messages.log);
   messages.scrollToBottom(true);
+  history.showTarget(); // opened at a message (a search hit): that message, not the end
   refreshPage();
   connection.connect();
 }
