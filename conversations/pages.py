@@ -183,7 +183,7 @@ def after(conversation: Conversation, public_id: UUID, size: int = PAGE_SIZE) ->
         return None
     found = _walk_down(message_id, size + 1)
     page = found[:size]
-    above = _Row(message_id, None, public_id)
+    above = _Row(message_id, None, _uuid(public_id))
     return Page(
         shown=_shown(conversation.pk, page, above),
         newer_than=page[-1].public_id if len(found) > size else None,
@@ -212,8 +212,8 @@ def is_shown(conversation: Conversation, public_id: UUID) -> bool:
 
 
 def around(conversation: Conversation, public_id: UUID, size: int = PAGE_SIZE) -> Page | None:
-    """A page with a message in its middle (a search hit, a link): half a page above it,
-    it, and half a page of what is shown below it. None unless it is on the shown thread."""
+    """A page with a message in its middle (a search hit, a link): it and what is above
+    it, half a page, and half a page of what is shown below it. None unless it is on the shown thread."""
     if not is_shown(conversation, public_id):
         return None
     message_id = _own_message(conversation, public_id)
@@ -232,6 +232,7 @@ def tail(conversation: Conversation, public_id: UUID, size: int = PAGE_SIZE) -> 
         return None
     found = _walk_up(conversation.shown_leaf_id, size + 1)
     ids = [row.public_id for row in found]
+    public_id = _uuid(public_id)
     if public_id not in ids:
         return None
     index = ids.index(public_id)

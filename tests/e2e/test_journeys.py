@@ -211,7 +211,7 @@ def test_search_open_rename_export_and_delete(
     expect(hit.locator("mark")).to_have_text("zephyrine")
     hit.get_by_role("link").click()
     page.wait_for_url(re.compile(r"/c/[0-9a-f-]{36}/"))
-    assert page.url.split("#")[0] == conversation_url
+    assert page.url.split("?")[0].split("#")[0] == conversation_url
 
     page.get_by_role("button", name="Rename").click()
     title_box = page.get_by_role("textbox", name="Title")
