@@ -21,8 +21,8 @@ from django.utils import timezone
 from conversations import listing, pages, search, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
-from tests.support.long import long_thread, thread_ids
 from tests.conftest import frames_until, give_key, open_socket, receive, signed_in
+from tests.support.long import long_thread, thread_ids
 from tests.support.turns import exchange, keyed
 
 db = database_sync_to_async
