@@ -11,6 +11,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from conversations import pages
+from conversations.demo.script import Script
+from conversations.demo.server import FakeGateway
 from tests.e2e.conftest import Console, signed_in_page
 from tests.support.long import long_thread, thread_ids
 from tests.support.processes import DaphneProcess
@@ -101,3 +103,35 @@ def test_scroll_to_the_first_message_and_back_without_a_jump_then_open_a_deep_se
     shown = page.evaluate(SHOWN)
     assert shown == every[every.index(shown[0]) :] and shown[-1] == every[-1]
     expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+
+
+def test_writing_from_a_search_hit_jumps_to_the_end_and_the_reply_streams_there(
+    server: DaphneProcess,
+    browser_context: tuple[BrowserContext, Console],
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    conversation = long_thread(chatter, 1000)
+    every = thread_ids(conversation)
+    page = signed_in_page(context, server, chatter)
+    page.goto(f"{server.http_url}/c/{conversation.public_id}/?message={every[300]}#m-{every[300]}")
+    expect(page.locator(f"#m-{every[300]}")).to_be_in_viewport()
+    expect(page.locator('[data-history="after"]')).to_have_count(1)
+
+    # Writing happens at the end of the thread: the page goes there first.
+    page.get_by_role("textbox", name="Message").click()
+    expect(page.locator(f"#m-{every[-1]}")).to_be_in_viewport()
+    expect(page.locator('[data-history="after"]')).to_have_count(0)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "online")
+    gateway.enqueue(Script(text="The **thousand and first** reply."))
+    page.get_by_role("textbox", name="Message").fill("And now?")
+    page.get_by_role("button", name="Send").click()
+
+    reply = page.locator('#log article[data-role="assistant"]').last
+    expect(reply).to_have_attribute("data-status", "complete")
+    expect(reply.locator("strong")).to_have_text("thousand and first")
+    shown = page.evaluate(SHOWN)
+    assert (
+        shown[: pages.PAGE_SIZE] == every[-pages.PAGE_SIZE :] and len(shown) == pages.PAGE_SIZE + 2
+    )
