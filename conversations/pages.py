@@ -36,10 +36,6 @@ class Page:
     older_than: UUID | None = None
     newer_than: UUID | None = None
 
-    @property
-    def messages(self) -> list[Shown]:
-        return self.shown
-
 
 @dataclass(frozen=True)
 class _Row:

@@ -79,8 +79,12 @@ export class History {
     const id = location.hash.startsWith("#m-") ? location.hash.slice(1) : "";
     const target = id && document.getElementById(id);
     if (!target || !this.log.contains(target)) return;
-    target.scrollIntoView({ block: "center" });
     target.classList.add("message--target");
+    target.scrollIntoView({ block: "center" });
+    // The browser's own jump to the #fragment comes later and puts it at the very top.
+    if (document.readyState !== "complete") {
+      window.addEventListener("load", () => target.scrollIntoView({ block: "center" }), { once: true });
+    }
   }
 
   async load(marker) {
