@@ -8,12 +8,13 @@ import re
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from conversations import pages
 from conversations.demo.script import Script
 from conversations.demo.server import FakeGateway
-from tests.e2e.conftest import Console, signed_in_page
+from tests.e2e import axe
+from tests.e2e.conftest import Console, _context, _finish, signed_in_page
 from tests.support.long import long_thread, thread_ids
 from tests.support.processes import DaphneProcess
 
@@ -135,3 +136,21 @@ def test_writing_from_a_search_hit_jumps_to_the_end_and_the_reply_streams_there(
     assert (
         shown[: pages.PAGE_SIZE] == every[-pages.PAGE_SIZE :] and len(shown) == pages.PAGE_SIZE + 2
     )
+
+
+def test_the_markers_of_more_messages_pass_axe(
+    server: DaphneProcess, browser: Browser, request: pytest.FixtureRequest, chatter: Any
+) -> None:
+    # Opened at a message in the middle: a marker above it and one below.
+    context, console = _context(browser, request, bypass_csp=True)
+    try:
+        conversation = long_thread(chatter, 300)
+        every = thread_ids(conversation)
+        page = signed_in_page(context, server, chatter)
+        page.goto(f"{server.http_url}/c/{conversation.public_id}/?message={every[150]}")
+        expect(page.locator("[data-history]")).to_have_count(2)
+        expect(page.get_by_role("button", name="Show later messages")).to_be_visible()
+        serious = axe.blocking(axe.run(page))
+        assert not serious, axe.describe(serious)
+    finally:
+        _finish(request, context, console)
