@@ -278,3 +278,90 @@ def lists_and_search() -> dict[str, Any]:
             },
         }
     return out
+
+
+# --- 6. Opening a long conversation (issue 22) --------------------------------------------
+OPEN_SIZES = (100, 1000, 10_000)
+
+
+def long_reply(n: int) -> str:
+    """A reply as real ones are: a paragraph, a list and a code block."""
+    return (
+        f"Here is how step {n} works, with **emphasis** and `inline code`:\n\n"
+        "1. read the input\n2. check each item\n3. sum the sizes\n\n"
+        f"```python\ndef step_{n}(items):\n    total = 0\n    for item in items:\n"
+        "        total += item.size\n    return total\n```\n"
+    )
+
+
+def long_conversation(user: Any, size: int) -> Any:
+    """One thread of `size` messages (questions and replies in turn), each following the one
+    before; replies' HTML stored by the renderer-change service, as after the migration."""
+    from django.db import transaction
+    from django.test.utils import override_settings
+
+    from conversations import services
+    from conversations.models import Conversation, Message
+
+    conversation = Conversation.objects.create(owner=user, title=f"long {size}")
+    with override_settings(DEBUG=False), transaction.atomic():
+        Message.objects.bulk_create(
+            [
+                Message(
+                    conversation=conversation,
+                    role="user" if i % 2 == 0 else "assistant",
+                    content=f"Question {i}: how does step {i} work?"
+                    if i % 2 == 0
+                    else long_reply(i),
+                    model="" if i % 2 == 0 else "bench-model",
+                )
+                for i in range(size)
+            ],
+            batch_size=1000,
+        )
+        ids = list(conversation.messages.order_by("id").values_list("id", flat=True))
+        Message.objects.bulk_update(
+            [Message(pk=m, parent_id=p) for p, m in zip([None, *ids], ids, strict=False)],
+            ["parent"],
+            batch_size=1000,
+        )
+        Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=ids[-1])
+    last = 0
+    while (batch := services.rendered.rerender_batch(last, 1000))[1] is not None:
+        last = batch[1]
+    return conversation
+
+
+def open_long() -> dict[str, Any]:
+    """Server time (median) and size of the chat page of a conversation of 100, 1,000 and
+    10,000 messages, and of the fragment a scroll up fetches."""
+    from django.test import Client
+
+    user = environment.make_user("bench-long")
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    out: dict[str, Any] = {}
+    for size in OPEN_SIZES:
+        conversation = long_conversation(user, size)
+        url = f"/c/{conversation.public_id}/"
+        response = client.get(url)
+        ms, queries = timed(lambda u=url: client.get(u))
+        first = conversation.messages.order_by("-id").values_list("public_id", flat=True)[40]
+        older = f"/c/{conversation.public_id}/messages/?before={first}"
+        fragment = client.get(older)
+        older_ms, older_queries = timed(lambda u=older: client.get(u))
+        out[str(size)] = {
+            "messages": size,
+            "status": response.status_code,
+            "ms": ms,
+            "queries": queries,
+            "bytes": len(response.content),
+            "articles": response.content.decode().count("<article "),
+            "older_page": {
+                "status": fragment.status_code,
+                "ms": older_ms,
+                "queries": older_queries,
+                "bytes": len(fragment.content),
+            },
+        }
+    return out

@@ -147,6 +147,8 @@ def main(args: argparse.Namespace, started: float) -> int:
             attempt(results, "history_replay", inprocess.history_replay)
         if wanted("lists"):
             attempt(results, "lists", inprocess.lists_and_search)
+        if wanted("open"):
+            attempt(results, "open_long", inprocess.open_long)
         if only & {"latency", "start", "capacity", "cpu"} or not only:
             ctx.serve("chatsite.asgi:application", "daphne")
             ctx.warm_up()

@@ -234,6 +234,41 @@ def search_row(lists: dict[str, Any], key: str, label: str) -> Row:
     )
 
 
+def open_rows(r: dict[str, Any]) -> list[Row]:
+    opened = r.get("open_long")
+    if not opened:
+        return [("Long conversations", "—", "not run", "", "n/a", "")]
+    page = ", ".join(
+        f"{int(n):,}: {p['bytes'] / 1000:,.0f} KB / {p['ms']:.1f} ms / {p['queries']} q"
+        for n, p in opened.items()
+    )
+    older = ", ".join(
+        f"{int(n):,}: {p['older_page']['bytes'] / 1000:,.0f} KB / {p['older_page']['ms']:.1f} ms"
+        for n, p in opened.items()
+    )
+    biggest = opened[max(opened, key=int)]
+    flat = constant([p["queries"] for p in opened.values()])
+    return [
+        (
+            "Long conversations",
+            "open `/c/<id>/` at 100 / 1,000 / 10,000 messages (replies with a list and a "
+            "code block): page size, server time (median), queries",
+            page,
+            "flat; ≤ 150 ms and ≤ 400 KB at 10,000",
+            verdict(flat and biggest["ms"] <= 150 and biggest["bytes"] <= 400_000),
+            "",
+        ),
+        (
+            "Long conversations",
+            "scrolling up: the fragment of the 40 messages before (`messages/?before=`)",
+            older,
+            "flat",
+            verdict(constant([p["older_page"]["queries"] for p in opened.values()])),
+            "",
+        ),
+    ]
+
+
 def idle_rows(r: dict[str, Any]) -> list[Row]:
     idle = r.get("idle_sockets")
     if not idle:
@@ -380,6 +415,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *writes_rows(results),
         *replay_rows(results),
         *list_rows(results),
+        *open_rows(results),
         *idle_rows(results),
         *scale_out_rows(results),
         *render_rows(results),

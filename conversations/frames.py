@@ -52,13 +52,18 @@ def _message(
 
 
 def thread(
-    shown: list[Shown], attachments: dict[int, list[dict[str, Any]]] | None = None
+    shown: list[Shown],
+    attachments: dict[int, list[dict[str, Any]]] | None = None,
+    *,
+    older: bool = False,
 ) -> dict[str, Any]:
-    """The shown thread changed (switch, regenerate, edit): all of it, root first, each
-    message with its attachments (`attachments`: by message id)."""
+    """The shown thread changed (switch, regenerate, edit): its newest messages, root side
+    first, each with its attachments (`attachments`: by message id); `older` when more
+    of the thread is above the first (all of it otherwise)."""
     files = attachments or {}
     return {
         "type": "thread",
+        "older": older,
         "messages": [
             _message(s.message, s.parent_id, s.version, s.versions, files.get(s.message.pk, []))
             for s in shown
@@ -89,15 +94,22 @@ def thinking(message_id: UUID | str, seq: int, text: str) -> dict[str, Any]:
     return {"type": "thinking", "message_id": str(message_id), "seq": seq, "text": text}
 
 
+def stored_html(msg: Message) -> str:
+    """A final reply's HTML: the one stored with it, else (a reply a dead process left,
+    saved with no HTML) rendered now."""
+    return msg.html if msg.html_version else render_markdown(msg.content)
+
+
 def done(msg: Message) -> dict[str, Any]:
-    # Renders Markdown and highlights code: build it in the event loop, never in the database
-    # thread every socket shares (see `services.replies.finish_reply` and `services.events.call`).
+    # May render Markdown and highlight code (a reply saved without its HTML): build it in
+    # the event loop, never in the database thread every socket shares (see
+    # `services.replies.finish_reply` and `services.events.call`).
     frame: dict[str, Any] = {
         "type": "done",
         "message_id": str(msg.public_id),
         "status": msg.status,
         "content": msg.content,
-        "html": render_markdown(msg.content),
+        "html": stored_html(msg),
         "thinking": msg.thinking,
         "usage": {"input_tokens": msg.input_tokens, "output_tokens": msg.output_tokens},
         "stop_reason": msg.stop_reason or None,

@@ -32,7 +32,16 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils.translation import gettext as _
 
-from conversations import attachments, control, frames, layers, services, titles, upstream
+from conversations import (
+    attachments,
+    control,
+    frames,
+    layers,
+    rendering,
+    services,
+    titles,
+    upstream,
+)
 from conversations.models import Conversation, Message
 from conversations.services import ServiceError
 from conversations.services.replies import Checkpoint, Outcome
@@ -259,12 +268,13 @@ async def save_reply(
     but without its thinking and search entries. Each failure is logged, and the page is
     told what was left out with a `save_failed` error after the `done` frame.
     """
-    reply, problem = await _save_reply(plan, outcome)
+    # Rendered once, here in the event loop (not in the database thread every socket
+    # shares), and stored: pages and the `done` frame use this HTML from now on.
+    reply, problem = await _save_reply(plan, rendered(outcome))
     if saved is not None:
         # Before the `done` frame goes out: a socket that joins after it must learn the end
         # from the database, not be told the reply is still being written.
         saved()
-    # Rendered here, not in the database thread every socket shares.
     frame = frames.done(reply) if reply is not None else None
     conversation = plan.conversation_public_id
     if frame is not None:
@@ -279,6 +289,12 @@ async def save_reply(
         error = frames.error("save_failed", problem, plan.message_public_id)
         await layers.best_effort(partial(services.events.broadcast, conversation, error), "error")
     return frame
+
+
+def rendered(outcome: Outcome) -> Outcome:
+    """The outcome with its answer's HTML, by the current renderer."""
+    html = rendering.render_markdown(outcome.content)
+    return dataclasses.replace(outcome, html=html, html_version=rendering.VERSION)
 
 
 async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None, str]:
@@ -302,6 +318,8 @@ async def _save_reply(plan: TurnPlan, outcome: Outcome) -> tuple[Message | None,
         model=clean(outcome.model),
         error_message=clean(outcome.error_message),
     )
+    if cleaned.content != outcome.content:
+        cleaned = rendered(cleaned)
     try:
         reply = await services.events.call(services.replies.finish_reply, cleaned_plan, cleaned)
     except services.STORAGE_ERRORS:

@@ -119,6 +119,12 @@ class Message(models.Model):
     content = models.TextField(_("content"), blank=True)
     # Reasoning text of a thinking model, kept apart from the answer.
     thinking = models.TextField(_("thinking"), blank=True)
+    # A final reply's sanitised HTML, rendered once when it is saved (pages never render a
+    # stored reply) and by `rendering.VERSION` (0: not rendered); see `conversations.stored_html`.
+    html = models.TextField(_("rendered HTML"), blank=True, editable=False)
+    html_version = models.PositiveSmallIntegerField(
+        _("renderer version"), default=0, editable=False
+    )
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.COMPLETE
     )

@@ -69,6 +69,10 @@ PRESET = "commonmark"
 OPTIONS = {"html": False, "linkify": False}
 RULES = ["table", "strikethrough"]
 _FORMATTER = HtmlFormatter(nowrap=True, classprefix="hl-")
+# Raise it whenever the HTML for the same Markdown changes (sanitiser rules, the parser's
+# settings, the highlighter): stored replies hold the version that rendered them, and
+# `manage.py rerender_messages` renders again every reply of an older one.
+VERSION = 1
 
 
 # A language is a name ("python", "c++", "objective-c"); with anything else the block is

@@ -15,7 +15,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from conversations import credentials, exports, listing, search, services, tree
+from conversations import credentials, exports, listing, pages, search, services
 from conversations.crypto import DecryptionError
 from conversations.forms import ConversationSettingsForm, RenameForm, SearchForm
 from conversations.models import Conversation
@@ -124,9 +124,15 @@ def chat(request: HttpRequest, public_id: UUID) -> HttpResponse:
         except ServiceError:
             pass  # no such message here (any more): the conversation as it is
         else:
-            return redirect(f"{request.path}#m-{at}")
+            return redirect(f"{request.path}?message={at}#m-{at}")
     context = _page_context(request, conversation)
-    context["messages"] = tree.shown_thread(conversation)
+    page = None
+    if "message" in request.GET:
+        # Opened at a message (a search hit, a link): the thread around it, if it is on the
+        # shown thread; else the conversation as it is.
+        message = _message_id(request.GET["message"])
+        page = pages.around(conversation, message) if message else None
+    context.update(_thread(page or pages.newest(conversation)))
     context["settings_form"] = _settings_form(request, conversation)
     return render(request, "conversations/chat.html", context)
 
@@ -139,14 +145,54 @@ def _settings_form(
     )
 
 
+def _message_id(value: str) -> UUID | None:
+    try:
+        return UUID(value)
+    except ValueError:
+        return None
+
+
+def _thread(page: pages.Page) -> dict[str, Any]:
+    return {"messages": page.shown, "history": page}
+
+
 @require_GET
 @login_required
 def messages_fragment(request: HttpRequest, public_id: UUID) -> HttpResponse:
-    """The rendered message list alone: a reconnecting page reconciles with it."""
+    """Messages of the shown thread as HTML (docs/protocol.md, "The message fragment"):
+    the newest page; `?before=<id>` the page above a message (scrolling up), `?after=<id>`
+    the page shown below one (scrolling down from a search hit); `?since=<id>` what a
+    reconnecting page that shows the thread down to that message lacks (the newest page
+    instead when that is not all it lacks). `X-Thread-Part` says which was answered."""
     conversation = _own(request, public_id)
-    return render(
-        request, "conversations/_messages.html", {"messages": tree.shown_thread(conversation)}
+    cursors = [name for name in ("before", "after", "since") if name in request.GET]
+    if len(cursors) > 1:
+        return HttpResponse(
+            "Give one of before, after and since.", status=400, content_type="text/plain"
+        )
+    part, page = "newest", None
+    if cursors:
+        part = cursors[0]
+        message = _message_id(request.GET[part])
+        if message is None:
+            return HttpResponse(
+                f"{part} must be a message id.", status=400, content_type="text/plain"
+            )
+        if part == "since":
+            page = pages.tail(conversation, message)
+            if page is None:
+                part = "newest"
+        else:
+            page = getattr(pages, part)(conversation, message)
+            if page is None:
+                raise Http404("No such message")
+    response = render(
+        request,
+        "conversations/_messages.html",
+        _thread(page or pages.newest(conversation)),
     )
+    response["X-Thread-Part"] = part
+    return response
 
 
 @require_GET
@@ -182,7 +228,7 @@ def rename(request: HttpRequest, public_id: UUID) -> HttpResponse:
         context = _page_context(request, conversation)
         context.update(
             {
-                "messages": tree.shown_thread(conversation),
+                **_thread(pages.newest(conversation)),
                 "rename_errors": errors,
                 "settings_form": _settings_form(request, conversation),
             }

@@ -10,7 +10,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
-from conversations import frames, services
+from conversations import frames, rendering, services
 from conversations.demo.script import Script
 from conversations.models import Message
 from conversations.rendering import render_markdown
@@ -31,7 +31,10 @@ def rendering_threads(monkeypatch) -> list[threading.Thread]:
         threads.append(threading.current_thread())
         return render_markdown(text)
 
+    # The final save renders (`generation.rendered`); a frame of a reply saved without its
+    # HTML renders itself.
     monkeypatch.setattr(frames, "render_markdown", recording)
+    monkeypatch.setattr(rendering, "render_markdown", recording)
     return threads
 
 
@@ -46,7 +49,10 @@ async def test_a_finished_reply_is_rendered_in_the_event_loop(alice, gateway, re
     await socket.disconnect()
 
     assert done["status"] == "complete" and "<strong>Bold</strong>" in done["html"]
+    # Once, before the final save, which stores it: the frame sends the stored HTML.
     assert rendering_threads == [threading.current_thread()]
+    stored = await Message.objects.aget(public_id=done["message_id"])
+    assert stored.html == done["html"] and stored.html_version == rendering.VERSION
 
 
 async def test_a_reply_of_a_stopped_process_is_rendered_in_the_event_loop(

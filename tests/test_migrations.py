@@ -111,3 +111,38 @@ def test_superseded_messages_become_siblings_and_none_is_lost(old_apps: Any) -> 
         Message.objects.create(
             conversation_id=plain.pk, role="assistant", status="streaming", parent_id=p1
         )
+
+
+def test_migration_0013_stores_the_html_of_every_final_reply() -> None:
+    """Replies stored before issue 22 get their HTML once, at migration time: after it no
+    page renders them. A reply still streaming has none (its final save renders it)."""
+    from conversations import rendering
+
+    apps = migrate([("conversations", "0012_conversation_pin_archive")])
+    try:
+        User = apps.get_model("auth", "User")
+        Conversation = apps.get_model("conversations", "Conversation")
+        Message = apps.get_model("conversations", "Message")
+        conversation = Conversation.objects.create(owner=User.objects.create(username="old"))
+        question = Message.objects.create(
+            conversation=conversation, role="user", content="**not** Markdown"
+        )
+        reply = Message.objects.create(
+            conversation=conversation, parent=question, role="assistant", content="**Bold**"
+        )
+        streaming = Message.objects.create(
+            conversation=conversation,
+            parent=reply,
+            role="assistant",
+            content="*so far*",
+            status="streaming",
+        )
+        apps = migrate([("conversations", "0013_message_html")])
+        Message = apps.get_model("conversations", "Message")
+        stored = {m.pk: m for m in Message.objects.all()}
+        assert stored[reply.pk].html == "<p><strong>Bold</strong></p>\n"
+        assert stored[reply.pk].html_version == rendering.VERSION
+        assert (stored[question.pk].html, stored[question.pk].html_version) == ("", 0)
+        assert (stored[streaming.pk].html, stored[streaming.pk].html_version) == ("", 0)
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

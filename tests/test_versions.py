@@ -161,3 +161,37 @@ async def test_bad_version_requests_get_a_clear_error_and_change_nothing(alice, 
     assert await snapshot(conversation) == before
     assert len(gateway.requests) == 2  # alice's turn and bob's: nothing since
     await sock.disconnect()
+
+
+async def test_the_thread_frame_of_a_long_thread_is_its_newest_page(alice):
+    # A frame with 1,000 messages would be megabytes for every socket on every switch: it
+    # carries the newest page, and says more is above (the page fetches it when scrolled to).
+    from conversations import pages
+    from tests.support.long import long_thread, thread_ids
+
+    conversation = await db(long_thread)(alice, 1000)
+    every = await db(thread_ids)(conversation)
+    socket = await open_socket(alice, conversation.public_id)
+    assert (await receive(socket))["type"] == "state"
+
+    await socket.send_json_to({"type": "switch", "message_id": every[500]})
+    thread = (await frames_until(socket, "thread"))[-1]
+    await socket.disconnect()
+
+    assert [m["id"] for m in thread["messages"]] == every[-pages.PAGE_SIZE :]
+    assert thread["older"] is True
+    assert thread["messages"][0]["parent_id"] == every[-pages.PAGE_SIZE - 1]
+
+
+async def test_the_thread_frame_of_a_short_thread_is_all_of_it(alice, gateway):
+    _, socket = await chat(alice, gateway)
+    gateway.enqueue(Script(text="One"))
+    await socket.send_json_to({"type": "send", "content": "Hello"})
+    done = (await frames_until(socket, "done"))[-1]
+
+    await socket.send_json_to({"type": "switch", "message_id": done["message_id"]})
+    thread = (await frames_until(socket, "thread"))[-1]
+    await socket.disconnect()
+
+    assert [m["content"] for m in thread["messages"]] == ["Hello", "One"]
+    assert thread["older"] is False

@@ -18,10 +18,11 @@ from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import listing, search, services
+from conversations import listing, pages, search, services
 from conversations.demo.script import Script
 from conversations.models import ApiCredential, Conversation, Message, SearchDocument
 from tests.conftest import frames_until, give_key, open_socket, receive, signed_in
+from tests.support.long import long_thread, thread_ids
 from tests.support.turns import exchange, keyed
 
 db = database_sync_to_async
@@ -632,8 +633,12 @@ def test_the_chat_page_uses_a_constant_number_of_queries(alice):
     Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=parent)
     many, page = count_queries(client, f"/c/{conversation.public_id}/")
     assert few == many
-    # The stored messages (the page's <template> of messages to come follows them).
-    assert page.split('<template id="message-template">')[0].count("<article ") == 202
+    # The newest page of the thread (the page's <template> of messages to come follows it),
+    # and where the older ones are fetched from.
+    shown = page.split('<template id="message-template">')[0]
+    assert shown.count("<article ") == pages.PAGE_SIZE
+    assert f'data-cursor="{parent.public_id}"' not in shown
+    assert 'data-history="before"' in shown
 
 
 def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_parameter(
@@ -653,7 +658,7 @@ def test_opening_a_conversation_at_a_version_shows_its_thread_then_forgets_the_p
     # A search hit links here: the version that matched is shown.
     response = client.get(url, {"at": str(first.public_id)})
     assert response.status_code == 302
-    assert response["Location"] == f"{url}#m-{first.public_id}"
+    assert response["Location"] == f"{url}?message={first.public_id}#m-{first.public_id}"
     page = client.get(url).content.decode()
     assert "the kestrel answer" in page and "the other answer" not in page
     assert "1 / 2" in page
@@ -845,3 +850,92 @@ def test_the_settings_dialog_gets_its_form_back_with_errors_and_nothing_is_store
     assert saved.status_code == 200
     conversation.refresh_from_db()
     assert conversation.temperature == 0.5 and conversation.system_prompt == "be brief"
+
+
+# --- The message fragment and pages of a long thread (issue 22) ---------------------------
+
+
+def articles(html: str) -> list[str]:
+    """The message ids of the articles in a page or fragment, in order (the chat page's
+    <template> of messages to come left out)."""
+    shown = html.split('<template id="message-template">')[0]
+    return re.findall(r'<article id="m-([0-9a-f-]{36})"', shown)
+
+
+def test_the_chat_page_opens_with_the_newest_page_and_a_way_up(alice):
+    conversation = long_thread(alice, 300)
+    every = thread_ids(conversation)
+    page = signed_in(alice).get(f"/c/{conversation.public_id}/").content.decode()
+
+    assert articles(page) == every[-pages.PAGE_SIZE :]
+    assert f'data-history="before" data-cursor="{every[-pages.PAGE_SIZE]}"' in page
+    assert 'data-history="after"' not in page
+
+
+def test_the_fragment_pages_up_to_the_first_message(alice):
+    conversation = long_thread(alice, 100)
+    every = thread_ids(conversation)
+    client = signed_in(alice)
+    url = f"/c/{conversation.public_id}/messages/"
+    seen, cursor = [], every[-pages.PAGE_SIZE]
+    while cursor:
+        response = client.get(url, {"before": cursor})
+        assert response.status_code == 200 and response["X-Thread-Part"] == "before"
+        html = response.content.decode()
+        seen = articles(html) + seen
+        found = re.search(r'data-history="before" data-cursor="([0-9a-f-]{36})"', html)
+        cursor = found.group(1) if found else None
+
+    assert seen + every[-pages.PAGE_SIZE :] == every
+
+
+def test_the_fragment_answers_only_what_a_reconnecting_page_lacks(alice):
+    conversation = long_thread(alice, 100)
+    every = thread_ids(conversation)
+    url = f"/c/{conversation.public_id}/messages/"
+    client = signed_in(alice)
+
+    tail = client.get(url, {"since": every[-3]})
+    assert tail["X-Thread-Part"] == "since"
+    assert articles(tail.content.decode()) == every[-2:]
+    # Too far behind (or another thread shown): the newest page, for the page to start over.
+    newest = client.get(url, {"since": every[3]})
+    assert newest["X-Thread-Part"] == "newest"
+    assert articles(newest.content.decode()) == every[-pages.PAGE_SIZE :]
+
+
+def test_a_search_hit_opens_the_thread_around_it(alice):
+    conversation = long_thread(alice, 400)
+    every = thread_ids(conversation)
+    client = signed_in(alice)
+    hit = every[100]
+
+    response = client.get(f"/c/{conversation.public_id}/", {"at": hit})
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+
+    shown = articles(page)
+    assert hit in shown and len(shown) == pages.PAGE_SIZE
+    start = every.index(shown[0])
+    assert shown == every[start : start + len(shown)]
+    assert f'data-history="after" data-cursor="{shown[-1]}"' in page
+    after = client.get(f"/c/{conversation.public_id}/messages/", {"after": shown[-1]})
+    assert articles(after.content.decode())[0] == every[every.index(shown[-1]) + 1]
+
+
+def test_the_fragment_refuses_bad_cursors_and_other_peoples_messages(alice, bob):
+    mine, theirs = long_thread(alice, 10), long_thread(bob, 10)
+    url = f"/c/{mine.public_id}/messages/"
+    client = signed_in(alice)
+
+    assert client.get(url, {"before": "nope"}).status_code == 400
+    assert (
+        client.get(url, {"before": thread_ids(mine)[1], "after": thread_ids(mine)[1]}).status_code
+        == 400
+    )
+    assert client.get(url, {"before": thread_ids(theirs)[5]}).status_code == 404
+    assert client.get(url, {"after": thread_ids(theirs)[5]}).status_code == 404
+    assert signed_in(bob).get(url).status_code == 404
+    # A link to a message not shown (another person's): the conversation as it is.
+    page = client.get(f"/c/{mine.public_id}/", {"message": thread_ids(theirs)[5]})
+    assert page.status_code == 200 and articles(page.content.decode()) == thread_ids(mine)

@@ -12,7 +12,8 @@
 - `search_index`: the search entries the others write beside their rows;
 - `attachments`: uploaded files, linked to the message they are sent with, removed with
   their conversation or when never sent;
-- `accounts`: accounts made and kept by single sign-on (their groups from a claim).
+- `accounts`: accounts made and kept by single sign-on (their groups from a claim);
+- `rendered`: replies' stored HTML rendered again after a renderer change.
 
 Consumers (through `generation`), views, the admin (its saves and deletes too) and the
 management commands call these functions (single sign-on too); no other code writes
@@ -50,6 +51,7 @@ from conversations.services import (  # noqa: E402
     conversations,
     credentials,
     events,
+    rendered,
     replies,
     search_index,
     threads,
@@ -65,6 +67,7 @@ __all__ = [
     "conversations",
     "credentials",
     "events",
+    "rendered",
     "replies",
     "search_index",
     "threads",

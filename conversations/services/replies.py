@@ -132,6 +132,10 @@ class Outcome:
     output_tokens: int | None = None
     error_code: str = ""
     error_message: str = ""
+    # The answer's sanitised HTML, rendered in the event loop before the save (never in the
+    # database thread) by renderer `html_version`; 0: not rendered, nothing stored.
+    html: str = ""
+    html_version: int = 0
 
 
 def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) -> Message | None:
@@ -161,6 +165,9 @@ def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) 
     }
     if outcome.model:
         fields["model"] = outcome.model
+    if outcome.html_version:
+        fields["html"] = outcome.html
+        fields["html_version"] = outcome.html_version
     with transaction.atomic():
         # Only a reply still streaming may be finished, by the one process writing it.
         db = rows.database()

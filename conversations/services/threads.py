@@ -15,7 +15,7 @@ from uuid import UUID
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from conversations import frames, tree
+from conversations import frames, pages, tree
 from conversations.models import Conversation, Message
 from conversations.services import ServiceError, attachments, conversations, events
 
@@ -48,7 +48,8 @@ def show(conversation: Conversation, shape: tree.Tree, message_id: int) -> list[
 def broadcast_change(
     conversation: Conversation, shape: tree.Tree, before: list[int], after: list[int]
 ) -> list[tree.Shown]:
-    """Tell every page the shown thread changed (after commit); returns it, read whole.
+    """Tell every page the shown thread changed (after commit); returns its newest page
+    (`pages.PAGE_SIZE` messages at most), read whole.
 
     The `superseded` frame (what left the shown thread) is for clients that predate
     `thread`: after a regenerate or an edit they drop those messages and append the new
@@ -58,12 +59,17 @@ def broadcast_change(
     left = [shape.nodes[m].public_id for m in before if m not in gone]
     if left:
         events.broadcast_on_commit(conversation.public_id, frames.superseded(left))
-    shown = shape.shown(after)
+    # The thread's newest page, as the chat page opens with: a frame of a long thread
+    # whole would be megabytes, for every socket, on every switch. `older` says more is
+    # above (a client fetches it as the page does: docs/protocol.md).
+    sent = after[-pages.PAGE_SIZE :]
+    shown = shape.shown(sent)
     files = {
         message_id: [frames.attachment(a, conversation.public_id) for a in attached]
-        for message_id, attached in attachments.of_messages(after).items()
+        for message_id, attached in attachments.of_messages(sent).items()
     }
-    events.broadcast_on_commit(conversation.public_id, frames.thread(shown, files))
+    frame = frames.thread(shown, files, older=len(after) > len(sent))
+    events.broadcast_on_commit(conversation.public_id, frame)
     return shown
 
 

@@ -2,7 +2,8 @@ from django import template
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 
-from conversations.models import Attachment
+from conversations.frames import stored_html
+from conversations.models import Attachment, Message
 from conversations.rendering import browser_config, render_markdown
 
 register = template.Library()
@@ -12,6 +13,14 @@ register = template.Library()
 def markdown(text: str) -> SafeString:
     # render_markdown sanitises with nh3: its output is safe by construction.
     return mark_safe(render_markdown(text))
+
+
+@register.filter
+def reply_html(message: Message) -> SafeString:
+    """A reply's HTML as stored when it was saved: a page view does not render Markdown
+    (`frames.stored_html`; only a reply a dead process left has none yet)."""
+    # Rendered by render_markdown, which sanitises with nh3: safe by construction.
+    return mark_safe(stored_html(message))
 
 
 @register.simple_tag

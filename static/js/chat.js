@@ -16,12 +16,15 @@
 //   chat/home.js        the home page's first send creates the conversation, in place
 //   chat/menu.js        the conversation menu: rename, Settings and Delete dialogs, pin, archive
 //   chat/follow.js      "Jump to newest" when scrolled up from the end
+//   chat/history.js     the thread a page at a time: earlier (and later) messages loaded
+//                       as they scroll into view; what a resync asks for
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
 import { bindJumpToNewest } from "./chat/follow.js";
 import { Home } from "./chat/home.js";
+import { History } from "./chat/history.js";
 import { createMarkdown } from "./chat/markdown.js";
 import { bindDialogs, bindMenu } from "./chat/menu.js";
 import { MessageList } from "./chat/messages.js";
@@ -32,6 +35,8 @@ import { Uploads } from "./chat/uploads.js";
 import { Versions } from "./chat/versions.js";
 
 const root = document.getElementById("chat");
+// Frames about the end of the thread: a page that does not show it (history.js) skips them.
+const TAIL_FRAMES = new Set(["message", "delta", "thinking", "done", "superseded"]);
 
 if (root && document.getElementById("log")) {
   // On the home page (no conversation yet) the first send or file creates one (home.js).
@@ -54,15 +59,32 @@ if (root && document.getElementById("log")) {
     conversationId,
     messagesUrl,
     onFrame: (frame) => {
+      if (history.detached() && TAIL_FRAMES.has(frame.type)) return;
       stream.apply(frame);
       versions.apply(frame);
     },
-    onMessages: (html) => {
-      messages.replace(html);
+    onMessages: (html, known) => {
+      if (known && !history.showTail(known, html)) {
+        // The message it followed is gone from the page meanwhile: the newest page instead.
+        connection.resync({ whole: true });
+        return;
+      }
+      if (!known) {
+        messages.replace(html);
+        history.watch();
+      }
       refreshPage();
       messages.scrollToBottom(true);
       versions.shown();
     },
+    since: () => history.since(),
+  });
+  const history = new History({
+    log: messages.log,
+    messagesUrl,
+    composerInput: document.getElementById("composer-input"),
+    onJump: () => connection.resync({ whole: true }),
+    onAttached: () => connection.resync(),
   });
   // The header's controls; again when the home page swaps in the new conversation's header.
   const bindHeader = () => {
@@ -74,6 +96,7 @@ if (root && document.getElementById("log")) {
     root,
     onCreated: (created) => {
       composer.adopt(created.id);
+      history.url = created.messages_url;
       bindHeader();
       connection.open(created.id, created.messages_url);
     },
@@ -102,6 +125,7 @@ if (root && document.getElementById("log")) {
   bindCopy(messages.log, document.getElementById("announcer"));
   decorate(messages.log);
   messages.scrollToBottom(true);
+  history.showTarget(); // opened at a message (a search hit): that message, not the end
   refreshPage();
   if (conversationId) connection.connect();
   // New chat (the home page) puts the cursor where one types; so does a conversation's page

@@ -13,11 +13,14 @@ const CLOSE_NOT_FOUND = 4404;
 const CLOSE_SERVICE_RESTART = 1012;
 
 export class Connection {
-  constructor({ conversationId, messagesUrl, onFrame, onMessages }) {
+  constructor({ conversationId, messagesUrl, onFrame, onMessages, since }) {
     // On the home page there is no conversation yet: `open` once its first send made one.
     if (conversationId) this.setConversation(conversationId, messagesUrl);
     this.onFrame = onFrame;
-    this.onMessages = onMessages; // the rendered message list, as HTML
+    // The rendered messages, as HTML: the newest page, or (with `known`) what follows that
+    // message. `since()` says what the page has (history.js): false when it needs nothing.
+    this.onMessages = onMessages;
+    this.since = since || (() => null);
     this.socket = null;
     this.backoff = MIN_BACKOFF_MS;
     this.restarting = false; // closed with 1012: the server drains before a restart
@@ -84,12 +87,12 @@ export class Connection {
   }
 
   // Start over from the server's truth now: a frame was lost, or a reply shown as being
-  // written is not.
-  resync() {
+  // written is not. `whole`: the newest page in place of everything (another thread shown).
+  resync({ whole = false } = {}) {
     const socket = this.socket;
     this.socket = null;
     if (socket) socket.close();
-    this.reload();
+    this.reload(whole);
   }
 
   reconnectLater() {
@@ -100,17 +103,27 @@ export class Connection {
     setTimeout(() => this.reload(), delay);
   }
 
-  async reload() {
+  async reload(whole = false) {
     // The stored messages first (anything that finished while we were away), then the socket.
+    // Only what the page lacks: the messages after the last one it shows whole.
+    const known = whole ? null : this.since();
     try {
-      const response = await fetch(this.messagesUrl, { credentials: "same-origin" });
+      if (known === false) {
+        this.connect();
+        return;
+      }
+      const url = known ? `${this.messagesUrl}?since=${encodeURIComponent(known)}` : this.messagesUrl;
+      const response = await fetch(url, { credentials: "same-origin" });
       // Deleted, or signed out (sent to the sign-in page, which answers 200): the page
       // itself says so.
       if (response.status === 404 || response.redirected) {
         location.reload();
         return;
       }
-      if (response.ok) this.onMessages(await response.text());
+      if (response.ok) {
+        const tail = response.headers.get("X-Thread-Part") === "since";
+        this.onMessages(await response.text(), tail ? known : null);
+      }
     } catch {
       // Offline: the socket below fails too, and its close schedules the next try.
     }

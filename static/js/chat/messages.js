@@ -157,7 +157,8 @@ export class MessageList {
   replace(html) {
     const template = document.createElement("template");
     template.innerHTML = html;
-    this.log.querySelectorAll("article").forEach((article) => article.remove());
+    // The markers of more to load (history.js) come with the new list.
+    this.log.querySelectorAll("article, [data-history]").forEach((element) => element.remove());
     this.log.append(template.content);
     decorate(this.log);
   }

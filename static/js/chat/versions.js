@@ -27,7 +27,7 @@ export class Versions {
   // Frames stream.js leaves to this module.
   apply(frame) {
     if (frame.type === "thread") {
-      this.connection.resync();
+      this.connection.resync({ whole: true });
     } else if (frame.type === "error" && !frame.message_id && this.saving) {
       // The edit was refused (the notice says why): the editor is still there, with the text.
       this.saving.querySelector('button[type="submit"]').disabled = false;
