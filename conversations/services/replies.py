@@ -132,6 +132,11 @@ class Outcome:
     output_tokens: int | None = None
     error_code: str = ""
     error_message: str = ""
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    # What of the thread the reply was sent (`conversations.context`); None: not decided
+    # (the reply failed before).
+    context: dict[str, Any] | None = None
 
 
 def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) -> Message | None:
@@ -156,6 +161,9 @@ def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) 
         "error_message": outcome.error_message,
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
+        "cache_read_input_tokens": outcome.cache_read_input_tokens,
+        "cache_creation_input_tokens": outcome.cache_creation_input_tokens,
+        "context": outcome.context,
         "lease_expires_at": None,
         "updated_at": timezone.now(),
     }
