@@ -38,12 +38,12 @@ def question(n: int) -> str:
     return f"Question {n}: " + " ".join(f"topic{n}x{i}" for i in range(80))
 
 
-async def long_chat(user: Any, gateway: Any, **key: Any) -> tuple[Any, Any]:
+async def long_chat(user: Any, gateway: Any, **key: Any) -> Any:
     await db(give_key)(user, gateway, "sk-long", **key)
     conversation = await new_conversation(user, system_prompt=SYSTEM, max_tokens=MAX_TOKENS)
     sock = await open_socket(user, conversation.public_id)
     assert (await receive(sock))["type"] == "state"
-    return conversation, sock
+    return sock
 
 
 async def turn(sock: Any, content: str) -> dict[str, Any]:
@@ -59,11 +59,9 @@ def summary_requests(gateway: Any) -> list[Any]:
     ]
 
 
-async def test_a_conversation_longer_than_the_limit_keeps_getting_answers_that_fit(
-    alice, gateway
-):
+async def test_a_conversation_longer_than_the_limit_keeps_getting_answers_that_fit(alice, gateway):
     gateway.context_limit = WINDOW
-    conversation, sock = await long_chat(alice, gateway, context_window=WINDOW)
+    sock = await long_chat(alice, gateway, context_window=WINDOW)
     dones = []
     for n in range(1, 16):
         gateway.enqueue(Script(words=60))
@@ -98,7 +96,7 @@ async def test_a_conversation_longer_than_the_limit_keeps_getting_answers_that_f
 
 async def test_a_summary_is_reused_until_the_next_overflow(alice, gateway):
     gateway.context_limit = WINDOW
-    conversation, sock = await long_chat(alice, gateway, context_window=WINDOW)
+    sock = await long_chat(alice, gateway, context_window=WINDOW)
     summarised_at = None
     n = 0
     while summarised_at is None:
@@ -125,7 +123,7 @@ async def test_a_summary_is_reused_until_the_next_overflow(alice, gateway):
 async def test_without_summaries_the_left_out_part_is_only_marked(alice, gateway, settings):
     settings.CHAT_CONTEXT_SUMMARY = False
     gateway.context_limit = WINDOW
-    conversation, sock = await long_chat(alice, gateway, context_window=WINDOW)
+    sock = await long_chat(alice, gateway, context_window=WINDOW)
     for n in range(1, 16):
         gateway.enqueue(Script(words=60))
         done = await turn(sock, question(n))
@@ -139,7 +137,7 @@ async def test_without_summaries_the_left_out_part_is_only_marked(alice, gateway
 async def test_a_refusal_over_a_stated_limit_is_retried_fitted_and_remembered(alice, gateway):
     # The administrator set a window larger than the model's: the gateway refuses once.
     gateway.context_limit = WINDOW
-    conversation, sock = await long_chat(alice, gateway, context_window=100_000)
+    sock = await long_chat(alice, gateway, context_window=100_000)
     for n in range(1, 18):
         gateway.enqueue(Script(words=60))
         done = await turn(sock, question(n))
@@ -153,7 +151,7 @@ async def test_a_refusal_over_a_stated_limit_is_retried_fitted_and_remembered(al
 
 
 async def test_a_refusal_without_figures_is_retried_shorter(alice, gateway):
-    conversation, sock = await long_chat(alice, gateway, context_window=100_000)
+    sock = await long_chat(alice, gateway, context_window=100_000)
     for n in range(1, 6):
         gateway.enqueue(Script(words=60))
         assert (await turn(sock, question(n)))["status"] == "complete"
@@ -171,7 +169,7 @@ async def test_a_refusal_without_figures_is_retried_shorter(alice, gateway):
 
 async def test_a_message_too_long_on_its_own_gets_a_clear_sentence(alice, gateway):
     gateway.context_limit = WINDOW
-    conversation, sock = await long_chat(alice, gateway, context_window=WINDOW)
+    sock = await long_chat(alice, gateway, context_window=WINDOW)
     done = await turn(sock, " ".join(f"word{i}" for i in range(3_000)))
     error = await receive(sock)
     await sock.disconnect()
@@ -183,7 +181,7 @@ async def test_a_message_too_long_on_its_own_gets_a_clear_sentence(alice, gatewa
 
 
 async def test_with_caching_the_prefix_is_marked_and_the_cache_usage_stored(alice, gateway):
-    conversation, sock = await long_chat(alice, gateway, prompt_caching=True)
+    sock = await long_chat(alice, gateway, prompt_caching=True)
     first = await turn(sock, "What is a prime number?")
     second = await turn(sock, "And a composite one?")
     await sock.disconnect()
@@ -205,7 +203,7 @@ async def test_with_caching_the_prefix_is_marked_and_the_cache_usage_stored(alic
 
 
 async def test_a_regenerated_reply_reads_the_prefix_from_the_cache(alice, gateway):
-    conversation, sock = await long_chat(alice, gateway, prompt_caching=True)
+    sock = await long_chat(alice, gateway, prompt_caching=True)
     await turn(sock, "What is a prime number?")
     await turn(sock, "And a composite one?")
     await sock.send_json_to({"type": "regenerate"})
@@ -217,7 +215,7 @@ async def test_a_regenerated_reply_reads_the_prefix_from_the_cache(alice, gatewa
 
 
 async def test_without_caching_nothing_is_marked(alice, gateway):
-    conversation, sock = await long_chat(alice, gateway)
+    sock = await long_chat(alice, gateway)
     await turn(sock, "What is a prime number?")
     await turn(sock, "And a composite one?")
     await sock.disconnect()
