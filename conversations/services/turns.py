@@ -462,7 +462,8 @@ def history_and_ids(thread: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]]
                 history[-1].setdefault("attachments", []).extend(attached)
         else:
             history.append({"role": role, "content": content})
-            ids.append(str(rest[0]) if rest and rest[0] is not None else "")
+            # SQLite hands a UUID back as 32 hex digits: the page's ids have dashes.
+            ids.append(str(UUID(str(rest[0]))) if rest and rest[0] is not None else "")
             if attached:
                 history[-1]["attachments"] = list(attached)
     # The API wants the first message from the user.
@@ -494,7 +495,7 @@ def previous_context(thread: list[tuple[Any, ...]]) -> context.Previous | None:
         prompt = input_tokens + (cache_read or 0) + (cache_write or 0) if input_tokens else None
         first = stored.get("first")
         return context.Previous(
-            reply_id=str(public_id),
+            reply_id=str(UUID(str(public_id))),
             first_id=str(first) if first else None,
             summary=str(stored.get("summary") or ""),
             prompt_tokens=prompt,

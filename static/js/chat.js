@@ -13,8 +13,10 @@
 //   chat/uploads.js     files for the next message: Attach, paste, drop, upload progress
 //   chat/copy.js        Copy message: a message's Markdown source to the clipboard
 //   chat/model.js       the Model select: the conversation's model from its next turn
+//   chat/context.js     the context gauge, where the model's memory begins, a reply's note
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
+import { ContextView } from "./chat/context.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
 import { createMarkdown } from "./chat/markdown.js";
@@ -46,6 +48,7 @@ if (root) {
     onFrame: (frame) => {
       stream.apply(frame);
       versions.apply(frame);
+      modelContext.apply(frame);
     },
     onMessages: (html) => {
       messages.replace(html);
@@ -62,6 +65,7 @@ if (root) {
     messages, connection, composer, refreshPage, markdown, showTitle: (title) => showTitle(conversationId, title),
   });
   const versions = new Versions({ messages, connection, composer });
+  const modelContext = new ContextView(messages.log);
   bindRename(conversationId, renameUrl);
   bindCopy(messages.log, document.getElementById("announcer"));
   bindModelPicker();
