@@ -15,8 +15,8 @@ from channels.db import database_sync_to_async
 from conversations import context
 from conversations.demo.script import Script
 from conversations.demo.server import count_tokens
-from conversations.models import ApiCredential, Message
-from tests.conftest import frames_until, give_key, open_socket, receive
+from conversations.models import ApiCredential, Conversation, Message
+from tests.conftest import frames_until, give_key, open_socket, receive, signed_in
 from tests.support.chat import new_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,6 +200,20 @@ async def test_with_caching_the_prefix_is_marked_and_the_cache_usage_stored(alic
     # later: it writes a new entry and reads none; a third turn with the same prefix reads.
     assert read.cache_creation_input_tokens
     assert second["usage"]["cache_creation_input_tokens"] == read.cache_creation_input_tokens
+
+
+async def test_the_export_keeps_the_cache_usage_and_what_each_reply_was_sent(alice, gateway):
+    sock = await long_chat(alice, gateway, prompt_caching=True)
+    await turn(sock, "What is a prime number?")
+    await sock.disconnect()
+    conversation = await Conversation.objects.aget(owner=alice)
+    client = await db(signed_in)(alice)
+    response = await db(client.get)(f"/c/{conversation.public_id}/export.json")
+    reply = response.json()["messages"][-1]
+    stored = await Message.objects.aget(public_id=reply["id"])
+    assert reply["usage"]["cache_creation_input_tokens"] == stored.cache_creation_input_tokens > 0
+    assert reply["usage"]["cache_read_input_tokens"] == 0
+    assert reply["context"] == stored.context and reply["context"]["omitted"] == 0
 
 
 async def test_a_regenerated_reply_reads_the_prefix_from_the_cache(alice, gateway):
