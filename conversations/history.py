@@ -43,7 +43,7 @@ class Sending:
 
     async def events(self) -> AsyncIterator[upstream.Event]:
         """The reply's events. Raises `upstream.UpstreamError`, also for a message too
-        long on its own (`message_too_long`)."""
+        long on its own (`message_too_long_for_model`)."""
         plan = self.plan
         window = plan.credential.window_for(plan.model)
         request = await self._request(
@@ -96,7 +96,7 @@ class Sending:
         try:
             return await self._request(budget, window, previous, scale=scale)
         except upstream.UpstreamError as exc:
-            if exc.code == "message_too_long":
+            if exc.code == "message_too_long_for_model":
                 raise
             raise refusal from None
 
@@ -124,7 +124,7 @@ class Sending:
             else:
                 fitted = context.fit(*fit_args, **fit_kwargs)
         except context.TooLong as exc:
-            raise upstream.UpstreamError("message_too_long", exc.message) from None
+            raise upstream.UpstreamError("message_too_long_for_model", exc.message) from None
         summary = fitted.summary
         if fitted.needs_summary:
             summary = await self._summarise(
