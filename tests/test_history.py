@@ -177,7 +177,10 @@ async def test_a_message_too_long_on_its_own_gets_a_clear_sentence(alice, gatewa
     assert "too long for the model" in error["message"]
     assert gateway.requests == []  # never sent: it could not fit
     question_row, reply = [m async for m in Message.objects.order_by("id")]
-    assert question_row.content.startswith("word0") and reply.error_code == "message_too_long_for_model"
+    assert (
+        question_row.content.startswith("word0")
+        and reply.error_code == "message_too_long_for_model"
+    )
 
 
 async def test_with_caching_the_prefix_is_marked_and_the_cache_usage_stored(alice, gateway):
