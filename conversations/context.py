@@ -17,6 +17,7 @@ Pure functions: the generation calls them around its upstream requests.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ class Previous:
     first_id: str | None  # the first message sent; None: the thread from its start
     summary: str
     prompt_tokens: int | None  # counted by the gateway, cached tokens included
+    # `prompt_digest` of the model and system prompt it was sent: the count holds for this
+    # turn only if neither changed since (the Model select, the conversation's settings).
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,7 @@ def fit(
     budget_tokens: int,
     *,
     previous: Previous | None = None,
+    digest: str = "",
     summarise: bool = True,
     refill: float = 0.75,
     summary_allowance: int = 1024,
@@ -118,7 +123,9 @@ def fit(
     if previous is not None and previous.first_id is not None and previous.first_id in ids:
         start = ids.index(previous.first_id)
         summary = previous.summary
-    total = _known_total(previous, ids, start, est, scale)
+    total = (
+        _known_total(previous, ids, start, est) if previous and previous.digest == digest else None
+    )
     if total is None:
         summary_tokens = round(tokens.of_text(summary) * scale) if summary else 0
         total = base + summary_tokens + _sum_from(start, last, est)
@@ -152,9 +159,12 @@ def _sum_from(start: int, last: int, est: Any) -> int:
     return sum(est(index) for index in range(start, last + 1))
 
 
-def _known_total(
-    previous: Previous | None, ids: list[str], start: int, est: Any, scale: float
-) -> int | None:
+def prompt_digest(model: str, system: str) -> str:
+    """What the gateway's count of a prompt depends on besides its messages."""
+    return hashlib.sha256(f"{model}\0{system}".encode()).hexdigest()[:16]
+
+
+def _known_total(previous: Previous | None, ids: list[str], start: int, est: Any) -> int | None:
     """The gateway's own count of the prefix the last reply was sent, plus estimates of
     what followed, when this turn keeps that reply's cut and summary."""
     if previous is None or not previous.prompt_tokens or previous.reply_id not in ids:

@@ -70,7 +70,7 @@ class Sending:
         if previous is not None:
             # Its count was of another prompt: keep its cut and summary, not its count.
             previous = context.Previous(
-                previous.reply_id, previous.first_id, previous.summary, None
+                previous.reply_id, previous.first_id, previous.summary, None, previous.digest
             )
         scale = 1.0
         if refusal.stated is not None:
@@ -113,6 +113,7 @@ class Sending:
         fit_args = (history, ids, plan.system, budget)
         fit_kwargs: dict[str, Any] = {
             "previous": previous,
+            "digest": context.prompt_digest(plan.model, plan.system),
             "summarise": settings.CHAT_CONTEXT_SUMMARY,
             "refill": settings.CHAT_CONTEXT_REFILL,
             "summary_allowance": settings.CHAT_CONTEXT_SUMMARY_TOKENS,
@@ -152,6 +153,7 @@ class Sending:
             "summary": summary if fitted.start else "",
             "window": window,
             "estimate": self._sent_estimate,
+            "digest": context.prompt_digest(plan.model, plan.system),
         }
         return upstream.TurnRequest(
             model=plan.model,

@@ -56,13 +56,20 @@ def test_the_gateways_count_of_the_prefix_is_used_where_it_covers_it():
     history, ids = thread(3)
     estimated = cost(history)
     # The gateway counted far more for the prefix than the estimate says: believed.
-    previous = context.Previous(reply_id="a2", first_id=None, summary="", prompt_tokens=5_000)
-    fitted = context.fit(history, ids, "", 10_000, previous=previous)
+    digest = context.prompt_digest("m", "")
+    previous = context.Previous("a2", None, "", prompt_tokens=5_000, digest=digest)
+    fitted = context.fit(history, ids, "", 10_000, previous=previous, digest=digest)
     assert fitted.tokens == 5_000 + tokens.of_message(history[-2]) + tokens.of_message(history[-1])
     # By the estimate alone all of it fits 4,000; by the gateway's count it does not.
     assert estimated < 4_000
     assert context.fit(history, ids, "", 4_000).start == 0
-    assert context.fit(history, ids, "", 4_000, previous=previous, summary_allowance=0).start > 0
+    cut = context.fit(
+        history, ids, "", 4_000, previous=previous, digest=digest, summary_allowance=0
+    )
+    assert cut.start > 0
+    # Another model or system prompt since: that count is of another prompt, not used.
+    other = context.prompt_digest("another-model", "")
+    assert context.fit(history, ids, "", 4_000, previous=previous, digest=other).start == 0
 
 
 def test_a_new_message_too_long_alone_is_refused_with_its_size():

@@ -499,5 +499,6 @@ def previous_context(thread: list[tuple[Any, ...]]) -> context.Previous | None:
             first_id=str(first) if first else None,
             summary=str(stored.get("summary") or ""),
             prompt_tokens=prompt,
+            digest=str(stored.get("digest") or ""),
         )
     return None
