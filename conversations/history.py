@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 
@@ -148,7 +149,8 @@ class Sending:
         )
         self._fitted = fitted
         self.context = {
-            "first": ids[fitted.start] if fitted.start and ids[fitted.start] else None,
+            # As the page names messages (with dashes); the history's ids are bare hex.
+            "first": str(UUID(ids[fitted.start])) if fitted.start and ids[fitted.start] else None,
             "omitted": fitted.start,
             "summary": summary if fitted.start else "",
             "window": window,

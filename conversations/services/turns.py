@@ -60,8 +60,8 @@ class TurnPlan:
     # the reply, and the text a first exchange's generated title is asked from.
     question_id: int | None = None
     question_text: str = ""
-    # Long conversations (`conversations.context`): the public id of each history entry's
-    # first message, and what the last finished reply of the thread was sent.
+    # Long conversations (`conversations.context`): the public id (32 hex digits) of each
+    # history entry's first message, and what the last finished reply of the thread was sent.
     history_ids: tuple[str, ...] = ()
     previous: context.Previous | None = None
 
@@ -462,8 +462,7 @@ def history_and_ids(thread: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]]
                 history[-1].setdefault("attachments", []).extend(attached)
         else:
             history.append({"role": role, "content": content})
-            # SQLite hands a UUID back as 32 hex digits: the page's ids have dashes.
-            ids.append(str(UUID(str(rest[0]))) if rest and rest[0] is not None else "")
+            ids.append(_hex(rest[0]) if rest else "")
             if attached:
                 history[-1]["attachments"] = list(attached)
     # The API wants the first message from the user.
@@ -471,6 +470,13 @@ def history_and_ids(thread: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]]
         history.pop(0)
         ids.pop(0)
     return history, ids
+
+
+def _hex(public_id: Any) -> str:
+    """A public id as 32 hex digits, the one form the history's ids are compared in:
+    SQLite hands UUIDs back so, PostgreSQL as UUIDs, the stored context with dashes. A
+    string operation, not a UUID parse: every message of a long thread goes through it."""
+    return str(public_id).replace("-", "").lower() if public_id else ""
 
 
 def previous_context(thread: list[tuple[Any, ...]]) -> context.Previous | None:
@@ -493,10 +499,10 @@ def previous_context(thread: list[tuple[Any, ...]]) -> context.Previous | None:
         stored, input_tokens, cache_read, cache_write = found
         stored = stored if isinstance(stored, dict) else {}
         prompt = input_tokens + (cache_read or 0) + (cache_write or 0) if input_tokens else None
-        first = stored.get("first")
+        first = _hex(stored.get("first"))
         return context.Previous(
-            reply_id=str(UUID(str(public_id))),
-            first_id=str(first) if first else None,
+            reply_id=_hex(public_id),
+            first_id=first or None,
             summary=str(stored.get("summary") or ""),
             prompt_tokens=prompt,
             digest=str(stored.get("digest") or ""),
