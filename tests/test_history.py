@@ -241,3 +241,22 @@ async def test_without_caching_nothing_is_marked(alice, gateway):
     assert all(isinstance(m["content"], str) for m in body["messages"])
     reply = await Message.objects.filter(role="assistant").order_by("-id").afirst()
     assert reply.cache_read_input_tokens is None and reply.cache_creation_input_tokens is None
+
+
+async def test_a_summary_that_fails_leaves_the_turn_answered_and_marked_left_out(alice, gateway):
+    gateway.context_limit = WINDOW
+    sock = await long_chat(alice, gateway, context_window=WINDOW)
+    done = None
+    for n in range(1, 16):
+        gateway.side_scripts.clear()
+        # Every side request fails: the title and the summary alike.
+        gateway.side_scripts.extend([Script(status=500)] * 10)
+        gateway.enqueue(Script(words=60))
+        done = await turn(sock, question(n))
+        assert done["status"] == "complete", done.get("error")
+        if done["context"]["omitted"]:
+            break
+    await sock.disconnect()
+    assert summary_requests(gateway), "the window never overflowed"
+    assert done["context"]["omitted"] > 0 and done["context"]["summarised"] is False
+    assert gateway.requests[-1].body["system"] == SYSTEM
