@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import environment, inprocess, live, report
+from bench import environment, inprocess, live, long_conversation, report
 from bench.procs import ROOT, VAR, start_gateway
 
 RESULTS = ROOT / "bench" / "results.json"
@@ -149,6 +149,8 @@ def main(args: argparse.Namespace, started: float) -> int:
             attempt(results, "lists", inprocess.lists_and_search)
         if wanted("open"):
             attempt(results, "open_long", inprocess.open_long)
+        if wanted("long"):
+            attempt(results, "long_conversation", long_conversation.long_conversation)
         if only & {"latency", "start", "capacity", "cpu"} or not only:
             ctx.serve("chatsite.asgi:application", "daphne")
             ctx.warm_up()

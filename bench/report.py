@@ -185,6 +185,31 @@ def replay_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def long_rows(r: dict[str, Any]) -> list[Row]:
+    long = r.get("long_conversation")
+    if not long:
+        return [("Long conversation", "—", "not run", "", "n/a", "")]
+    sent, whole = long["bytes_sent"], long["whole_thread_bytes"]
+    result = ", ".join(
+        f"turn {n}: {int(sent[n]):,} B (thread {int(whole[n]):,} B)" for n in ("10", "100", "500")
+    )
+    # Flat: the largest request of the last hundred turns is no larger than those of the
+    # hundred after the budget was reached (a cut leaves room, so requests saw-tooth).
+    flat = long["max_bytes_turns_400_to_500"] <= long["max_bytes_turns_100_to_200"] * 1.05
+    answered = long["failed_turns"] == 0 and long["refused_by_gateway"] == 0
+    return [
+        (
+            "Long conversation",
+            f"bytes sent upstream per turn, {long['window_tokens']:,}-token window, "
+            f"{long['turns']} turns ({long['summaries_written']} summaries)",
+            result,
+            "flat once the budget is reached; every turn answered",
+            verdict(flat and answered),
+            "",
+        )
+    ]
+
+
 def list_rows(r: dict[str, Any]) -> list[Row]:
     lists = r.get("lists")
     if not lists:
@@ -414,6 +439,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         *cpu_rows(results),
         *writes_rows(results),
         *replay_rows(results),
+        *long_rows(results),
         *list_rows(results),
         *open_rows(results),
         *idle_rows(results),

@@ -373,6 +373,16 @@ CHAT_WS_FRAME_BURST: int = env.int("CHAT_WS_FRAME_BURST", default=20)
 CHAT_DEFAULT_MAX_TOKENS: int = env.int("CHAT_DEFAULT_MAX_TOKENS", default=4096)
 # The largest max_tokens a conversation may ask for (the models' output limit).
 CHAT_MAX_TOKENS_LIMIT: int = env.int("CHAT_MAX_TOKENS_LIMIT", default=32_000)
+# Long conversations (conversations.context): the context window of the credential from the
+# environment (database credentials have their own field), whether what no longer fits is
+# replaced by a summary the model writes, and how full an overflow leaves the window (a
+# fraction: room for several turns before the next cut, so the cut and its summary are
+# reused and the cached prefix stays valid).
+CHAT_CONTEXT_WINDOW: int = env.int("CHAT_CONTEXT_WINDOW", default=200_000)
+CHAT_CONTEXT_SUMMARY: bool = env.bool("CHAT_CONTEXT_SUMMARY", default=True)
+CHAT_CONTEXT_REFILL: float = env.float("CHAT_CONTEXT_REFILL", default=0.75)
+# The longest summary of left-out messages, in tokens (its request's max_tokens).
+CHAT_CONTEXT_SUMMARY_TOKENS: int = env.int("CHAT_CONTEXT_SUMMARY_TOKENS", default=1024)
 # How often a streaming reply is written to the database (seconds). Also the heartbeat
 # of its lease: a reply whose lease runs out belongs to a dead process.
 CHAT_CHECKPOINT_INTERVAL: float = env.float("CHAT_CHECKPOINT_INTERVAL", default=1.0)

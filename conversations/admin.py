@@ -63,6 +63,8 @@ class ApiCredentialForm(forms.ModelForm):
             "allowed_models",
             "vision",
             "pdf",
+            "context_window",
+            "prompt_caching",
             "monthly_token_quota",
             "rate_limit_per_minute",
             "is_active",
@@ -98,9 +100,32 @@ class ApiCredentialForm(forms.ModelForm):
         self.fields["is_active"].help_text = _(
             "Untick to revoke: the user's next message is refused with a “no API key” error."
         )
+        self.fields["context_window"].required = False
+        self.fields["context_window"].help_text = _(
+            "Tokens the models read at once (200,000 for Claude). A longer conversation is "
+            "sent its newest messages that fit, less the reply's max tokens, and a summary "
+            "of the rest."
+        )
+        self.fields["prompt_caching"].help_text = _(
+            "Marks the system prompt and the replayed history cacheable (cache_control), "
+            "for gateways that support it (Anthropic, CloudBase): later turns read them "
+            "from the cache, at a lower price."
+        )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        window = cleaned.get("context_window")
+        if window is None:
+            # Left empty (or a form from before the field): the model's default.
+            field = ApiCredential._meta.get_field("context_window")
+            cleaned["context_window"] = window = field.get_default()
+        low, high = services.credentials.MIN_CONTEXT_WINDOW, services.credentials.MAX_CONTEXT_WINDOW
+        if window is not None and not low <= window <= high:
+            self.add_error(
+                "context_window",
+                _("The context window must be between %(low)s and %(high)s tokens.")
+                % {"low": f"{low:,}", "high": f"{high:,}"},
+            )
         if "allowed_models" in cleaned:
             lines = [line for line in cleaned["allowed_models"].splitlines() if line.strip()]
             try:
@@ -185,7 +210,14 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     search_fields = ["label", "user__username", "group__name", "base_url"]
     list_select_related = ["user", "group"]
     actions = ["check_key", "deactivate"]
-    readonly_fields = ["current_key", "last_used_at", "created_at", "updated_at", "audit"]
+    readonly_fields = [
+        "current_key",
+        "learned_limits",
+        "last_used_at",
+        "created_at",
+        "updated_at",
+        "audit",
+    ]
     autocomplete_fields = ["user"]
     fieldsets = [
         (None, {"fields": ["user", "group", "label", "is_active"]}),
@@ -202,6 +234,10 @@ class ApiCredentialAdmin(admin.ModelAdmin):
                     "pdf",
                 ]
             },
+        ),
+        (
+            _("Long conversations"),
+            {"fields": ["context_window", "prompt_caching", "learned_limits"]},
         ),
         (_("Key"), {"fields": ["current_key", "api_key"]}),
         (
@@ -222,6 +258,14 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     class Media:
         # Names the autocomplete widget of the user field for screen readers.
         js = ["js/admin-a11y.js"]
+
+    @admin.display(description=_("limits learned from the gateway"))
+    def learned_limits(self, obj: ApiCredential) -> str:
+        # What "prompt is too long" refusals stated, by model (services.credentials).
+        limits = obj.context_limits if isinstance(obj.context_limits, dict) else {}
+        if not limits:
+            return "—"
+        return ", ".join(f"{model}: {tokens:,}" for model, tokens in sorted(limits.items()))
 
     @admin.display(description=_("allowed models"))
     def models(self, obj: ApiCredential) -> str:

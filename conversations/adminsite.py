@@ -64,6 +64,8 @@ class ChatAdminSite(admin.AdminSite):
                 sum(d.input_tokens for d in days),
                 sum(d.output_tokens for d in days),
                 sum(d.replies for d in days),
+                sum(d.cache_read_tokens for d in days),
+                sum(d.cache_write_tokens for d in days),
             ),
             "month": month,
             "month_totals": usage.totals(month, user_id=user_id),

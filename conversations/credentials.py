@@ -55,6 +55,18 @@ class GatewayCredential:
     # What its models take besides text (ApiCredential.vision, .pdf).
     vision: bool = True
     pdf: bool = True
+    # Long conversations (ApiCredential.context_window, .prompt_caching, .context_limits):
+    # the window the history is fitted into, cache_control on the stable prefix, and the
+    # limits the gateway stated per model (model, tokens).
+    context_window: int = 200_000
+    prompt_caching: bool = False
+    context_limits: tuple[tuple[str, int], ...] = ()
+
+    def window_for(self, model: str) -> int:
+        """The context window of `model`: the gateway's stated limit where it taught us a
+        smaller one than configured."""
+        learned = dict(self.context_limits).get(model)
+        return min(self.context_window, learned) if learned else self.context_window
 
     @property
     def fingerprint(self) -> str:
@@ -78,6 +90,20 @@ def of_row(row: ApiCredential) -> GatewayCredential:
         last_used_at=row.last_used_at,
         vision=row.vision,
         pdf=row.pdf,
+        context_window=row.context_window,
+        prompt_caching=row.prompt_caching,
+        context_limits=_limits(row.context_limits),
+    )
+
+
+def _limits(stored: object) -> tuple[tuple[str, int], ...]:
+    # A JSON object edited by hand or by an older release: only model -> positive int counts.
+    if not isinstance(stored, dict):
+        return ()
+    return tuple(
+        (str(model), int(tokens))
+        for model, tokens in stored.items()
+        if isinstance(tokens, int) and tokens > 0
     )
 
 
@@ -91,6 +117,7 @@ def from_environment() -> GatewayCredential | None:
             default_model=settings.CHAT_DEFAULT_MODEL,
             identity="env",
             allowed_models=(settings.CHAT_DEFAULT_MODEL,),
+            context_window=settings.CHAT_CONTEXT_WINDOW,
         )
     if settings.CHAT_DEMO_GATEWAY_URL:
         return GatewayCredential(
@@ -101,6 +128,7 @@ def from_environment() -> GatewayCredential | None:
             identity="demo",
             is_demo=True,
             allowed_models=(settings.CHAT_DEMO_MODEL,),
+            context_window=settings.CHAT_CONTEXT_WINDOW,
         )
     return None
 

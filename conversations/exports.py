@@ -45,7 +45,15 @@ def as_json(conversation: Conversation) -> dict[str, Any]:
                 "created_at": _iso(m.created_at),
                 "model": m.model,
                 "stop_reason": m.stop_reason or None,
-                "usage": {"input_tokens": m.input_tokens, "output_tokens": m.output_tokens},
+                "usage": {
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "cache_read_input_tokens": m.cache_read_input_tokens,
+                    "cache_creation_input_tokens": m.cache_creation_input_tokens,
+                },
+                # What of the thread a reply was sent (`conversations.history`): the export
+                # keeps every message, and says which ones the model no longer saw.
+                "context": m.context or None,
                 "error": {"code": m.error_code, "message": m.error_message}
                 if m.error_code
                 else None,

@@ -111,13 +111,38 @@ def done(msg: Message) -> dict[str, Any]:
         "content": msg.content,
         "html": stored_html(msg),
         "thinking": msg.thinking,
-        "usage": {"input_tokens": msg.input_tokens, "output_tokens": msg.output_tokens},
+        "usage": {
+            "input_tokens": msg.input_tokens,
+            "output_tokens": msg.output_tokens,
+            "cache_read_input_tokens": msg.cache_read_input_tokens,
+            "cache_creation_input_tokens": msg.cache_creation_input_tokens,
+        },
         "stop_reason": msg.stop_reason or None,
         "model": msg.model,
     }
+    if msg.context is not None:
+        frame["context"] = context_of(msg)
     if msg.error_code:
         frame["error"] = {"code": msg.error_code, "message": msg.error_message}
     return frame
+
+
+def context_of(msg: Message) -> dict[str, Any]:
+    """What of the thread a reply was sent, for the page's marker and gauge: the first
+    message sent (null: from the start), how many entries were left out, whether a summary
+    stands for them, the window, and the prompt's tokens (the gateway's count, cache
+    included, or the estimate)."""
+    stored = msg.context if isinstance(msg.context, dict) else {}
+    counted = msg.input_tokens
+    if counted is not None:
+        counted += (msg.cache_read_input_tokens or 0) + (msg.cache_creation_input_tokens or 0)
+    return {
+        "first_id": stored.get("first"),
+        "omitted": stored.get("omitted", 0),
+        "summarised": bool(stored.get("summary")),
+        "window": stored.get("window"),
+        "prompt_tokens": counted if counted is not None else stored.get("estimate"),
+    }
 
 
 def error(

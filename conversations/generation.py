@@ -33,9 +33,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.utils.translation import gettext as _
 
 from conversations import (
-    attachments,
     control,
     frames,
+    history,
     layers,
     rendering,
     services,
@@ -157,6 +157,9 @@ class Generation:
         model, stop_reason = plan.model, ""
         input_tokens: int | None = None
         output_tokens: int | None = None
+        cache_read: int | None = None
+        cache_write: int | None = None
+        sending = history.Sending(plan)
         try:
             # Without the control group, a Stop from another process cannot reach this
             # reply; the reply itself must go on all the same. Inside the `try`: a Stop or a
@@ -164,25 +167,8 @@ class Generation:
             await layers.best_effort(
                 partial(registry.join_control, plan.conversation_public_id), "the control group"
             )
-            messages = plan.history
-            if any("attachments" in message for message in messages):
-                # Files are read from storage (a disk, or S3 over the network): off the loop.
-                messages = await asyncio.to_thread(
-                    attachments.expand,
-                    messages,
-                    services.attachments.read,
-                    images=plan.credential.vision,
-                    pdfs=plan.credential.pdf,
-                )
-            request = upstream.TurnRequest(
-                model=plan.model,
-                messages=messages,
-                max_tokens=plan.max_tokens,
-                system=plan.system,
-                temperature=plan.temperature,
-                top_p=plan.top_p,
-            )
-            async for event in upstream.stream_reply(plan.credential, request):
+            # The history fitted to the model's window, summarised, cached (`history`).
+            async for event in sending.events():
                 if isinstance(event, upstream.TextDelta):
                     self._push("text", event.text)
                 elif isinstance(event, upstream.ThinkingDelta):
@@ -190,12 +176,16 @@ class Generation:
                 elif isinstance(event, upstream.Started):
                     model = event.model or model
                     input_tokens = event.input_tokens
+                    cache_read = event.cache_read_input_tokens
+                    cache_write = event.cache_creation_input_tokens
                 elif isinstance(event, upstream.Finished):
                     stop_reason = event.stop_reason
                     input_tokens = (
                         event.input_tokens if event.input_tokens is not None else input_tokens
                     )
                     output_tokens = event.output_tokens
+                    cache_read = event.cache_read_input_tokens
+                    cache_write = event.cache_creation_input_tokens
             status = Message.Status.COMPLETE
         except asyncio.CancelledError:
             status = Message.Status.STOPPED if self.stop_requested else Message.Status.INTERRUPTED
@@ -216,6 +206,9 @@ class Generation:
             "output_tokens": output_tokens,
             "error_code": error_code,
             "error_message": error_message,
+            "cache_read_input_tokens": cache_read,
+            "cache_creation_input_tokens": cache_write,
+            "context": sending.context,
         }
         # Shielded: a second cancellation (shutdown after stop) must not lose the reply.
         finishing = registry.track(self._finish(flusher, outcome_fields), wait_at_shutdown=True)

@@ -134,6 +134,17 @@ class Message(models.Model):
     model = models.CharField(_("model"), max_length=100, blank=True)
     input_tokens = models.PositiveIntegerField(_("input tokens"), null=True, blank=True)
     output_tokens = models.PositiveIntegerField(_("output tokens"), null=True, blank=True)
+    # Prompt caching (issue 19): input read from, and written to, the gateway's cache; not
+    # counted in `input_tokens` (Anthropic reports the three apart).
+    cache_read_input_tokens = models.PositiveIntegerField(
+        _("cached input tokens read"), null=True, blank=True
+    )
+    cache_creation_input_tokens = models.PositiveIntegerField(
+        _("cached input tokens written"), null=True, blank=True
+    )
+    # What of the thread a reply was sent (`conversations.context.Sent.stored`): where the
+    # model's memory began, the summary of what was left out, the window it had. None: all.
+    context = models.JSONField(_("context sent"), null=True, blank=True)
     # The browser's id for a user message, so a resend after a reconnect is idempotent.
     client_id = models.CharField(_("client id"), max_length=64, blank=True)
     # While streaming: the owning process renews this; past it, the process is dead.
@@ -214,6 +225,18 @@ class ApiCredential(models.Model):
     # each person on the instance default. Empty: only CHAT_RATE_LIMIT_PER_MINUTE applies.
     rate_limit_per_minute = models.PositiveIntegerField(
         _("rate limit per minute"), null=True, blank=True
+    )
+    # The models' context window in tokens: the history sent is fitted into it, less the
+    # reply's max_tokens. 200,000 is every current Claude model's window (CloudBase's
+    # hunyuan models take at least 128,000 of input: set it lower there).
+    context_window = models.PositiveIntegerField(_("context window (tokens)"), default=200_000)
+    # Marks the system prompt and the replayed history with `cache_control`. Off by default:
+    # a cache write costs more than plain input, and not every gateway takes the field.
+    prompt_caching = models.BooleanField(_("prompt caching"), default=False)
+    # Limits the gateway stated when it refused a prompt as too long, by model: later turns
+    # fit to them at the first try (`services.credentials.remember_context_limit`).
+    context_limits = models.JSONField(
+        _("limits learned from the gateway"), default=dict, blank=True, editable=False
     )
     is_active = models.BooleanField(_("active"), default=True)
     last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)

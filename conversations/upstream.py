@@ -26,6 +26,7 @@ import httpx2
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from conversations import context
 from conversations.credentials import GatewayCredential
 from conversations.text import clean
 
@@ -43,6 +44,8 @@ class TurnRequest:
     system: str = ""
     temperature: float | None = None
     top_p: float | None = None
+    # Prompt caching: `cache_control` on the system prompt and the last replayed message.
+    cache: bool = False
 
 
 # --- Events streamed to the caller ------------------------------------------------------
@@ -50,6 +53,8 @@ class TurnRequest:
 class Started:
     model: str
     input_tokens: int | None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,8 @@ class Finished:
     stop_reason: str
     input_tokens: int | None
     output_tokens: int | None
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
 
 
 Event = Started | TextDelta | ThinkingDelta | Finished
@@ -83,6 +90,7 @@ class UpstreamError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
         retryable: bool = False,
+        stated: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -90,6 +98,8 @@ class UpstreamError(Exception):
         self.status_code = status_code
         self.retry_after = retry_after
         self.retryable = retryable
+        # A prompt refused as too long: (tokens it counted, its limit), when it said them.
+        self.stated = stated
 
 
 # --- Clients ------------------------------------------------------------------------------
@@ -204,11 +214,15 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
     client = client_for(credential)
     params: dict[str, Any] = {
         "model": request.model,
-        "messages": request.messages,
+        "messages": cached_messages(request.messages) if request.cache else request.messages,
         "max_tokens": request.max_tokens,
     }
     if request.system:
-        params["system"] = request.system
+        params["system"] = (
+            [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
+            if request.cache
+            else request.system
+        )
     # This SDK release no longer takes sampling parameters as arguments, but CloudBase and
     # Anthropic's API still accept them in the body.
     sampling = {
@@ -235,6 +249,8 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
             body = await stream.response.aread()
             raise _error_from_body(body, model=request.model)
         input_tokens: int | None = None
+        cache_read: int | None = None
+        cache_write: int | None = None
         pending_finish: Finished | None = None
         async for event in stream:
             kind = getattr(event, "type", None)
@@ -255,9 +271,13 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
                 message = event.message
                 usage = getattr(message, "usage", None)
                 input_tokens = getattr(usage, "input_tokens", None)
+                cache_read = getattr(usage, "cache_read_input_tokens", None)
+                cache_write = getattr(usage, "cache_creation_input_tokens", None)
                 yield Started(
                     model=clean(getattr(message, "model", "") or request.model),
                     input_tokens=input_tokens,
+                    cache_read_input_tokens=cache_read,
+                    cache_creation_input_tokens=cache_write,
                 )
             elif kind == "message_delta":
                 usage = getattr(event, "usage", None)
@@ -268,6 +288,10 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
                     stop_reason=stop_reason,
                     input_tokens=usage_input if usage_input is not None else input_tokens,
                     output_tokens=output_tokens,
+                    cache_read_input_tokens=_either(usage, "cache_read_input_tokens", cache_read),
+                    cache_creation_input_tokens=_either(
+                        usage, "cache_creation_input_tokens", cache_write
+                    ),
                 )
                 input_tokens = pending_finish.input_tokens
             elif kind == "message_stop":
@@ -289,6 +313,35 @@ async def _one_attempt(credential: GatewayCredential, request: TurnRequest) -> A
             _("The gateway ended the reply before finishing it. The partial reply is kept."),
             retryable=not started,
         )
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def cached_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages with a cache breakpoint at the end of the replayed history (the last
+    message before the new one): the gateway caches the prefix up to it, and the next turn,
+    which replays the same prefix and more, reads it from the cache. Copies, never edits."""
+    if len(messages) < 2:
+        return messages
+    marked = list(messages)
+    target = dict(marked[-2])
+    content = target.get("content")
+    if isinstance(content, str):
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+    else:
+        blocks = [dict(block) for block in content or []]
+    if not blocks:
+        return messages
+    blocks[-1] = {**blocks[-1], "cache_control": EPHEMERAL}
+    target["content"] = blocks
+    marked[-2] = target
+    return marked
+
+
+def _either(usage: Any, name: str, earlier: int | None) -> int | None:
+    value = getattr(usage, name, None)
+    return value if value is not None else earlier
 
 
 async def complete_text(
@@ -453,6 +506,17 @@ def _for_status(
         short = retry_after is not None and retry_after <= 2
         return UpstreamError(
             "rate_limited", text, status_code=status, retry_after=retry_after, retryable=short
+        )
+    if status in (400, 413, 422) and detail and context.is_too_long(detail):
+        # Before the first token, the generation leaves out more and tries once again.
+        return UpstreamError(
+            "prompt_too_long",
+            _(
+                "This conversation is too long for the model, even with its oldest messages "
+                "left out. Start a new chat, or edit an earlier message."
+            ),
+            status_code=status,
+            stated=context.stated_limit(detail),
         )
     if status == 413:
         return UpstreamError(

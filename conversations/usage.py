@@ -24,6 +24,10 @@ from conversations.models import ApiCredential, Message
 # Nulls (a reply that failed before the gateway reported usage) count as zero.
 _INPUT = Coalesce(F("input_tokens"), 0)
 _OUTPUT = Coalesce(F("output_tokens"), 0)
+# Prompt caching: input read from and written to the gateway's cache, which the gateway
+# reports apart from `input_tokens` (shown apart; quotas count input and output only).
+_CACHE_READ = Coalesce(F("cache_read_input_tokens"), 0)
+_CACHE_WRITE = Coalesce(F("cache_creation_input_tokens"), 0)
 
 
 def month_start(now: datetime | None = None) -> datetime:
@@ -135,6 +139,8 @@ class Totals:
     input_tokens: int
     output_tokens: int
     replies: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -146,8 +152,20 @@ def totals(since: datetime, *, user_id: int | None = None) -> Totals:
     if user_id is not None:
         rows = rows.filter(conversation__owner_id=user_id)
     # Aliases differ from the field names: an alias would shadow the field it sums.
-    result = rows.aggregate(tokens_in=Sum(_INPUT), tokens_out=Sum(_OUTPUT), replies=Count("id"))
-    return Totals(result["tokens_in"] or 0, result["tokens_out"] or 0, result["replies"])
+    result = rows.aggregate(
+        tokens_in=Sum(_INPUT),
+        tokens_out=Sum(_OUTPUT),
+        replies=Count("id"),
+        cache_read=Sum(_CACHE_READ),
+        cache_write=Sum(_CACHE_WRITE),
+    )
+    return Totals(
+        result["tokens_in"] or 0,
+        result["tokens_out"] or 0,
+        result["replies"],
+        result["cache_read"] or 0,
+        result["cache_write"] or 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -156,6 +174,8 @@ class Day:
     input_tokens: int
     output_tokens: int
     replies: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -174,7 +194,13 @@ def tokens_per_day(
     grouped = (
         rows.annotate(day=TruncDate("created_at", tzinfo=UTC))
         .values("day")
-        .annotate(tokens_in=Sum(_INPUT), tokens_out=Sum(_OUTPUT), replies=Count("id"))
+        .annotate(
+            tokens_in=Sum(_INPUT),
+            tokens_out=Sum(_OUTPUT),
+            replies=Count("id"),
+            cache_read=Sum(_CACHE_READ),
+            cache_write=Sum(_CACHE_WRITE),
+        )
         # An explicit order replaces Meta.ordering, which must not join the GROUP BY.
         .order_by("day")
     )
@@ -189,6 +215,8 @@ def tokens_per_day(
                 row.get("tokens_in") or 0,
                 row.get("tokens_out") or 0,
                 row.get("replies") or 0,
+                row.get("cache_read") or 0,
+                row.get("cache_write") or 0,
             )
         )
     return result

@@ -52,7 +52,9 @@ def gateway_server() -> Iterator[FakeGateway]:
 def gateway(gateway_server: FakeGateway) -> Iterator[FakeGateway]:
     gateway_server.reset()
     gateway_server.token_delay = 0.0
+    gateway_server.context_limit = None
     yield gateway_server
+    gateway_server.context_limit = None
     gateway_server.reset()
 
 

@@ -530,3 +530,34 @@ def test_the_admin_lists_attachments_and_each_persons_storage(
     assert "minutes.txt" in listing and "2.0 KB" in listing
     users = admin_client.get("/admin/auth/user/").content.decode()
     assert "files stored" in users.lower() and "2.0 KB" in users
+
+
+def test_the_context_window_and_prompt_caching_are_set_in_the_admin(admin_client, alice):
+    response = admin_client.post(
+        ADD_URL,
+        form_data(alice, api_key=KEY, context_window="128000", prompt_caching="on"),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    credential = ApiCredential.objects.get(user=alice)
+    assert (credential.context_window, credential.prompt_caching) == (128_000, True)
+    # Left empty: the default window, not an error.
+    admin_client.post(change_url(credential), form_data(alice, context_window=""))
+    credential.refresh_from_db()
+    assert (credential.context_window, credential.prompt_caching) == (200_000, False)
+    response = admin_client.post(change_url(credential), form_data(alice, context_window="10"))
+    assert response.status_code == 200
+    assert "The context window must be between 1,024 and 10,000,000 tokens." in (
+        response.content.decode()
+    )
+    credential.refresh_from_db()
+    assert credential.context_window == 200_000
+
+
+def test_limits_learned_from_the_gateway_are_shown_read_only(admin_client, alice):
+    credential = services.credentials.set_api_key(
+        alice, key=KEY, base_url="https://gw.example/v1", model="hy3-preview"
+    )
+    services.credentials.remember_context_limit(credential.pk, "hy3-preview", 128_000)
+    html = admin_client.get(change_url(credential)).content.decode()
+    assert "hy3-preview: 128,000" in html
+    assert 'name="context_limits"' not in html

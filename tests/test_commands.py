@@ -17,7 +17,7 @@ from django.core.management.base import CommandError
 from conversations import credentials, crypto, services
 from conversations.demo.script import Script
 from conversations.management.commands.set_api_key import Command as SetApiKey
-from conversations.models import ApiCredential
+from conversations.models import ApiCredential, CredentialChange
 from tests.conftest import frames_until, give_key, open_socket, receive
 from tests.support.chat import new_conversation
 from tests.support.processes import ROOT, process_env
@@ -113,6 +113,29 @@ def test_set_api_key_says_whether_the_models_take_images_and_pdfs(alice):
     assert ApiCredential.objects.get(user=alice, is_active=True).vision is False
     output = run(*argv, "--vision", stdin=KEY)
     assert "images yes, PDFs no" in output
+
+
+def test_set_api_key_sets_the_context_window_and_prompt_caching(alice):
+    argv = ["set_api_key", "alice", "--env-id", "e"]
+    output = run(*argv, stdin=KEY)
+    assert "context window 200000 tokens, prompt caching off" in output  # the defaults
+    run(*argv, "--context-window", "128000", "--prompt-caching", stdin=KEY)
+    credential = credentials.resolve(alice)
+    assert (credential.context_window, credential.prompt_caching) == (128_000, True)
+    run(*argv, stdin=KEY)  # omitted: kept
+    assert credentials.resolve(alice).context_window == 128_000
+    output = run(*argv, "--no-prompt-caching", stdin=KEY)
+    assert "context window 128000 tokens, prompt caching off" in output
+    with pytest.raises(CommandError, match="context window must be between"):
+        run(*argv, "--context-window", "10", stdin=KEY)
+    assert credentials.resolve(alice).context_window == 128_000
+    changes = CredentialChange.objects.filter(credential__user=alice).order_by("id")
+    assert [c.changes.get("context_window") for c in changes][1] == [200_000, 128_000]
+    # The run that changed nothing left no record.
+    assert [c.changes.get("prompt_caching") for c in changes][1:] == [
+        [False, True],
+        [True, False],
+    ]
 
 
 def test_set_api_key_for_a_group_gives_its_members_the_key(alice):

@@ -83,6 +83,8 @@ def test_the_json_export_is_the_stored_conversation(alice):
         assert exported["usage"] == {
             "input_tokens": m.input_tokens,
             "output_tokens": m.output_tokens,
+            "cache_read_input_tokens": m.cache_read_input_tokens,
+            "cache_creation_input_tokens": m.cache_creation_input_tokens,
         }
         assert exported["stop_reason"] == (m.stop_reason or None)
         parent = m.parent.public_id if m.parent else None
@@ -99,7 +101,12 @@ def test_the_json_export_is_the_stored_conversation(alice):
     ids = [m["id"] for m in data["messages"]]
     assert [m["parent_id"] for m in data["messages"]] == [None, ids[0], ids[0], ids[2], ids[3]]
     assert [m["active"] for m in data["messages"]] == [True, False, True, True, True]
-    assert data["messages"][2]["usage"] == {"input_tokens": 12, "output_tokens": 3}
+    assert data["messages"][2]["usage"] == {
+        "input_tokens": 12,
+        "output_tokens": 3,
+        "cache_read_input_tokens": None,
+        "cache_creation_input_tokens": None,
+    }
     assert data["messages"][4]["error"] == {
         "code": "stream_interrupted",
         "message": "The connection was cut.",

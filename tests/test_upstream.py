@@ -291,3 +291,45 @@ async def test_a_key_check_of_an_unreachable_gateway_says_it_could_not_reach_it(
     result = await upstream.check_key(unreachable)
     assert not result.accepted and result.code == "connection_failed"
     assert "Could not reach the gateway" in result.message
+
+
+def test_the_cache_breakpoint_is_on_the_last_replayed_message_and_nothing_is_edited():
+    history = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "answer"},
+        {"role": "user", "content": "second"},
+    ]
+    marked = upstream.cached_messages(history)
+    assert marked[1]["content"] == [
+        {"type": "text", "text": "answer", "cache_control": {"type": "ephemeral"}}
+    ]
+    assert marked[0] == history[0] and marked[2] == history[2]
+    assert history[1] == {"role": "assistant", "content": "answer"}  # a copy was marked
+    # Blocks (files with the text last): the last block carries it.
+    blocks = [{"type": "image", "source": {}}, {"type": "text", "text": "look"}]
+    marked = upstream.cached_messages([{"role": "user", "content": blocks}, history[2]])
+    assert marked[0]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in blocks[-1]
+    # A first message has no replayed history to mark.
+    assert upstream.cached_messages(history[:1]) == history[:1]
+
+
+@pytest.mark.parametrize(
+    ("message", "stated"),
+    [
+        ("prompt is too long: 210000 tokens > 200000 maximum", (210_000, 200_000)),
+        ("Input is too long for requested model.", None),
+    ],
+)
+async def test_a_prompt_too_long_is_its_own_code_with_the_stated_limit(
+    gateway: FakeGateway, message: str, stated: Any
+):
+    gateway.enqueue(Script(status=400, error_message=message))
+    request = upstream.TurnRequest(
+        model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=5
+    )
+    with pytest.raises(UpstreamError) as failed:
+        async for _ in upstream.stream_reply(credential(gateway), request):
+            pass
+    assert failed.value.code == "prompt_too_long" and failed.value.stated == stated
+    assert len(gateway.requests) == 1  # not retried by the upstream layer itself

@@ -151,6 +151,28 @@ def test_the_usage_page_draws_30_days_and_the_top_users(admin_client, alice, bob
     assert f'href="?user={alice.pk}"' in top
 
 
+def test_the_usage_page_shows_cached_input_apart(admin_client, alice):
+    record_reply(alice, input_tokens=10, output_tokens=5)
+    assert 'id="usage-cached"' not in admin_client.get(USAGE_URL).content.decode()
+    record_reply(
+        alice,
+        input_tokens=20,
+        output_tokens=5,
+        cache_read_input_tokens=3000,
+        cache_creation_input_tokens=1200,
+    )
+    html = admin_client.get(USAGE_URL).content.decode()
+    assert "3,000 tokens read from the gateway's cache, 1,200 written to it" in html
+    month = usage.totals(usage.month_start())
+    assert (month.input_tokens, month.cache_read_tokens, month.cache_write_tokens) == (
+        30,
+        3000,
+        1200,
+    )
+    today = usage.tokens_per_day(1)[-1]
+    assert (today.cache_read_tokens, today.cache_write_tokens) == (3000, 1200)
+
+
 def test_the_usage_page_shows_each_groups_month_and_quota_left(admin_client, alice, bob):
     research = Group.objects.create(name="research")
     research.user_set.add(alice, bob)

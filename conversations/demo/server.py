@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -61,12 +63,21 @@ class FakeGateway:
         *,
         token_delay: float = 0.0,
         stamp: bool = False,
+        context_limit: int | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.token_delay = token_delay
         # Benchmarks: each token is "<monotonic ns> " so clients can measure added latency.
         self.stamp = stamp
+        # A model's context window: a request whose prompt counts more tokens (`count_tokens`)
+        # is refused with Anthropic's own 400, as the real API refuses it.
+        self.context_limit = context_limit
+        # Prefixes marked with cache_control already written: a second request with the
+        # same prefix reads it (Anthropic keeps them 5 minutes; here, until `reset`).
+        self.cached_prefixes: set[str] = set()
+        # Prompts refused as too long (tests count them).
+        self.refused_too_long = 0
         self.requests: list[RecordedRequest] = []
         self.scripts: deque[Script] = deque()
         self.side_requests: list[RecordedRequest] = []
@@ -131,6 +142,8 @@ class FakeGateway:
         self.scripts.clear()
         self.side_requests.clear()
         self.side_scripts.clear()
+        self.cached_prefixes.clear()
+        self.refused_too_long = 0
 
     # --- HTTP ----------------------------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -200,9 +213,28 @@ class FakeGateway:
         # They are kept apart so tests can reason about the turns they script.
         if body.get("stream"):
             self.requests.append(record)
-            script = self._script_for(body)
         else:
             self.side_requests.append(record)
+        prompt = count_tokens(body)
+        if self.context_limit is not None and prompt > self.context_limit:
+            # Anthropic's exact answer; no script is used up by a refused prompt.
+            self.refused_too_long += 1
+            await self._send_json(
+                writer,
+                400,
+                {
+                    "type": "error",
+                    "error": {
+                        "type": "invalid_request_error",
+                        "message": f"prompt is too long: {prompt} tokens > "
+                        f"{self.context_limit} maximum",
+                    },
+                },
+            )
+            return True
+        if body.get("stream"):
+            script = self._script_for(body)
+        else:
             script = self.side_scripts.popleft() if self.side_scripts else Script()
         if script.close_connection:
             writer.transport.abort()
@@ -277,7 +309,7 @@ class FakeGateway:
             "stop_reason": script.stop_reason,
             "stop_sequence": None,
             "usage": {
-                "input_tokens": _count_input(body),
+                **self._input_usage(body),
                 "output_tokens": len(TOKEN.findall(text)),
             },
         }
@@ -330,7 +362,7 @@ class FakeGateway:
             writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
 
         model = body.get("model", DEMO_MODEL)
-        input_tokens = _count_input(body)
+        input_usage = self._input_usage(body)
         delay = self.token_delay if script.token_delay is None else script.token_delay
         if self.stamp:
             tokens: list[str] = []
@@ -354,7 +386,7 @@ class FakeGateway:
                         "content": [],
                         "stop_reason": None,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                        "usage": {**input_usage, "output_tokens": 1},
                     },
                 },
             )
@@ -486,6 +518,23 @@ class FakeGateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
+    def _input_usage(self, body: dict[str, Any]) -> dict[str, int]:
+        """`usage`'s input fields: with a cache_control breakpoint, as Anthropic reports
+        them, the prefix written to the cache the first time and read from it after (and
+        `input_tokens` only what follows the prefix)."""
+        total = count_tokens(body)
+        prefix = cached_prefix(body)
+        if prefix is None:
+            return {"input_tokens": total}
+        digest, cached = prefix
+        seen = digest in self.cached_prefixes
+        self.cached_prefixes.add(digest)
+        return {
+            "input_tokens": max(0, total - cached),
+            "cache_read_input_tokens": cached if seen else 0,
+            "cache_creation_input_tokens": 0 if seen else cached,
+        }
+
     @staticmethod
     async def _pace(writer: asyncio.StreamWriter, delay: float, gone: asyncio.Event) -> None:
         await writer.drain()
@@ -496,9 +545,63 @@ class FakeGateway:
             await asyncio.sleep(0)
 
 
-def _count_input(body: dict[str, Any]) -> int:
-    words = len(str(body.get("system", "")).split())
+# The fake model's tokenizer: a word, a CJK character or any other visible character is
+# one token. Deterministic and simple; the app's own estimate (conversations.tokens) is
+# deliberately a different, more generous rule, as a real model's tokenizer would be.
+FAKE_TOKEN = re.compile(
+    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef]|[^\W_]+|[^\w\s]|_"
+)
+IMAGE_TOKENS = 1000
+
+
+def _text_tokens(text: str) -> int:
+    return len(FAKE_TOKEN.findall(text))
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return _text_tokens(content)
+    total = 0
+    for block in content if isinstance(content, list) else []:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            total += _text_tokens(str(block.get("text", "")))
+        elif block.get("type") in ("image", "document"):
+            total += IMAGE_TOKENS
+    return total
+
+
+def _parts(body: dict[str, Any]) -> list[tuple[Any, bool]]:
+    """The prompt in order: (content, marked with cache_control) for the system prompt and
+    each message."""
+    parts: list[tuple[Any, bool]] = []
+    system = body.get("system")
+    if system:
+        parts.append((system, _marked(system)))
     for message in body.get("messages") or []:
         content = message.get("content")
-        words += len(content.split()) if isinstance(content, str) else 1
-    return max(1, words)
+        parts.append((content, _marked(content)))
+    return parts
+
+
+def _marked(content: Any) -> bool:
+    return isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("cache_control") for block in content
+    )
+
+
+def count_tokens(body: dict[str, Any]) -> int:
+    """The prompt's tokens as this gateway counts them: its tokens plus 3 per message."""
+    return max(1, sum(_content_tokens(content) + 3 for content, _ in _parts(body)))
+
+
+def cached_prefix(body: dict[str, Any]) -> tuple[str, int] | None:
+    """The prompt up to its last cache_control breakpoint: (its digest, its tokens)."""
+    parts = _parts(body)
+    last = max((i for i, (_, marked) in enumerate(parts) if marked), default=None)
+    if last is None:
+        return None
+    prefix = [content for content, _ in parts[: last + 1]]
+    digest = hashlib.sha256(json.dumps([body.get("model"), prefix]).encode()).hexdigest()
+    return digest, sum(_content_tokens(content) + 3 for content in prefix)

@@ -20,6 +20,8 @@ TRACKED = [
     "allowed_models",
     "vision",
     "pdf",
+    "context_window",
+    "prompt_caching",
     "monthly_token_quota",
     "rate_limit_per_minute",
     "is_active",

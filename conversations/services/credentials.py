@@ -217,6 +217,8 @@ def set_api_key(
     allowed_models: list[str] | None = None,
     vision: bool | None = None,
     pdf: bool | None = None,
+    context_window: int | None = None,
+    prompt_caching: bool | None = None,
     by: Actor = None,
     via: str = VIA_COMMAND,
 ) -> ApiCredential:
@@ -224,7 +226,8 @@ def set_api_key(
     the active one.
 
     `vision` and `pdf` (what the models take besides text) None keep what the replaced
-    credential said (yes for a new one).
+    credential said (yes for a new one); so do `context_window` (200,000 for a new one) and
+    `prompt_caching` (off for a new one).
 
     `allowed_models` None keeps the list the replaced credential had (none for a new one:
     the default model only); a list replaces it (see `allowed_models_text`).
@@ -238,6 +241,15 @@ def set_api_key(
         raise ServiceError("empty_key", _("The API key is empty."))
     if scheme not in ApiCredential.Scheme.values:
         raise ServiceError("invalid_scheme", _("The scheme must be bearer or x-api-key."))
+    if (
+        context_window is not None
+        and not MIN_CONTEXT_WINDOW <= context_window <= MAX_CONTEXT_WINDOW
+    ):
+        raise ServiceError(
+            "invalid_context_window",
+            _("The context window must be between %(low)s and %(high)s tokens.")
+            % {"low": f"{MIN_CONTEXT_WINDOW:,}", "high": f"{MAX_CONTEXT_WINDOW:,}"},
+        )
     if allowed_models is not None:
         allowed_models = clean_model_names(allowed_models)
         if not allowed_models:
@@ -262,12 +274,40 @@ def set_api_key(
             credential.vision = vision
         if pdf is not None:
             credential.pdf = pdf
+        if context_window is not None:
+            credential.context_window = context_window
+        if prompt_caching is not None:
+            credential.prompt_caching = prompt_caching
         credential.is_active = True
         credential.set_key(key)
         credential.full_clean(exclude=["key_encrypted"])
         _save_audited(credential, by=by, via=via)
     credential_changed(credential)
     return credential
+
+
+# A window smaller than a reply leaves no room for history; larger than any model is a typo.
+MIN_CONTEXT_WINDOW = 1_024
+MAX_CONTEXT_WINDOW = 10_000_000
+
+
+def remember_context_limit(credential_id: int | None, model: str, limit: int) -> None:
+    """The gateway refused a prompt over `limit` tokens for `model`: later turns fit to it
+    at the first try (`GatewayCredential.window_for`). Not audited: the gateway taught it,
+    no one changed the credential. An UPDATE of one JSON value; a credential from the
+    environment (no row) learns nothing to keep."""
+    if credential_id is None or not model or limit < MIN_CONTEXT_WINDOW:
+        return
+    with transaction.atomic():
+        row = ApiCredential.objects.select_for_update().filter(pk=credential_id).first()
+        if row is None:
+            return
+        limits = dict(row.context_limits) if isinstance(row.context_limits, dict) else {}
+        if limits.get(model) == limit:
+            return
+        limits[model[:MODEL_NAME_LENGTH]] = limit
+        ApiCredential.objects.filter(pk=credential_id).update(context_limits=limits)
+    logger.info("Credential %s: the gateway limits %s to %d tokens", credential_id, model, limit)
 
 
 def assign_credential(
@@ -290,6 +330,8 @@ def assign_credential(
         "allowed_models",
         "vision",
         "pdf",
+        "context_window",
+        "prompt_caching",
         "monthly_token_quota",
         "rate_limit_per_minute",
     ]

@@ -136,6 +136,11 @@ class Outcome:
     # database thread) by renderer `html_version`; 0: not rendered, nothing stored.
     html: str = ""
     html_version: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_creation_input_tokens: int | None = None
+    # What of the thread the reply was sent (`conversations.context`); None: not decided
+    # (the reply failed before).
+    context: dict[str, Any] | None = None
 
 
 def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) -> Message | None:
@@ -160,6 +165,9 @@ def finish_reply(plan: turns.TurnPlan, outcome: Outcome, *, index: bool = True) 
         "error_message": outcome.error_message,
         "input_tokens": outcome.input_tokens,
         "output_tokens": outcome.output_tokens,
+        "cache_read_input_tokens": outcome.cache_read_input_tokens,
+        "cache_creation_input_tokens": outcome.cache_creation_input_tokens,
+        "context": outcome.context,
         "lease_expires_at": None,
         "updated_at": timezone.now(),
     }

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from conversations import frames, rows, tree
+from conversations import context, frames, rows, tree
 from conversations.credentials import GatewayCredential
 from conversations.models import ApiCredential, Attachment, Conversation, Message
 from conversations.services import (
@@ -60,6 +60,10 @@ class TurnPlan:
     # the reply, and the text a first exchange's generated title is asked from.
     question_id: int | None = None
     question_text: str = ""
+    # Long conversations (`conversations.context`): the public id (32 hex digits) of each
+    # history entry's first message, and what the last finished reply of the thread was sent.
+    history_ids: tuple[str, ...] = ()
+    previous: context.Previous | None = None
 
 
 @dataclass(frozen=True)
@@ -91,12 +95,13 @@ def _plan(
     conversation: Conversation,
     reply: Message,
     credential: GatewayCredential,
-    history: list[dict[str, Any]],
+    thread: list[tuple[Any, ...]],
     *,
     name_after: bool = False,
     first_title: str = "",
     question: Message | None = None,
 ) -> TurnPlan:
+    history, ids = history_and_ids(thread)
     return TurnPlan(
         name_after=name_after,
         first_title=first_title,
@@ -114,6 +119,8 @@ def _plan(
         top_p=conversation.top_p,
         max_tokens=conversation.max_tokens or settings.CHAT_DEFAULT_MAX_TOKENS,
         history=history,
+        history_ids=tuple(ids),
+        previous=previous_context(thread),
     )
 
 
@@ -245,12 +252,17 @@ def start_turn(
                 conversation,
                 reply,
                 credential,
-                history_of(
-                    [
-                        *thread,
-                        (question.role, content, question.status, None, question.pk, bool(files)),
-                    ]
-                ),
+                [
+                    *thread,
+                    (
+                        question.role,
+                        content,
+                        question.status,
+                        question.public_id,
+                        question.pk,
+                        bool(files),
+                    ),
+                ],
                 name_after=name_after,
                 first_title=first_title,
                 question=question,
@@ -317,8 +329,8 @@ def regenerate(
         conversations.update_row(conversation.pk, updated_at=timezone.now())
         shown = threads.broadcast_change(conversation, shape, before, after)
         events.broadcast_on_commit(conversation.public_id, _message_frame(shown[-1]))
-        history = history_of(thread_rows(question_id))
-    plan = _plan(conversation, reply, credential, history)
+        thread = thread_rows(question_id)
+        plan = _plan(conversation, reply, credential, thread)
     if (
         question.parent_id is None
         and not conversation.title_is_custom
@@ -365,19 +377,14 @@ def edit_and_resend(
         shown = threads.broadcast_change(conversation, shape, before, after)
         for item in shown[-2:]:
             events.broadcast_on_commit(conversation.public_id, _message_frame(item))
-        history = history_of(
-            [
-                *thread_rows(target.parent_id),
-                (question.role, content, question.status, None, question.pk, bool(kept)),
-            ]
-        )
+        thread = [
+            *thread_rows(target.parent_id),
+            (question.role, content, question.status, question.public_id, question.pk, bool(kept)),
+        ]
+        plan = _plan(conversation, reply, credential, thread, question=question)
     # A new first question: the title follows the thread shown, unless the person chose it.
     name_after = target.parent_id is None and not conversation.title_is_custom
-    return TurnStart(
-        question,
-        reply,
-        _plan(conversation, reply, credential, history, question=question, name_after=name_after),
-    )
+    return TurnStart(question, reply, dataclasses.replace(plan, name_after=name_after))
 
 
 def _message_frame(shown: tree.Shown) -> dict[str, Any]:
@@ -422,6 +429,12 @@ def load_history(message_id: int | None) -> list[dict[str, Any]]:
 
 
 def history_of(thread: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The Messages API `messages` list for a reply to the end of `thread` (root first);
+    see `history_and_ids`."""
+    return history_and_ids(thread)[0]
+
+
+def history_and_ids(thread: list[tuple[Any, ...]]) -> tuple[list[dict[str, Any]], list[str]]:
     """The Messages API `messages` list for a reply to the end of `thread` (root first).
 
     Only finished text goes upstream: failed or empty replies are left out, thinking is
@@ -433,6 +446,8 @@ def history_of(thread: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     with_files = [row[4] for row in thread if len(row) > 5 and row[5]]
     files = attachments.sendable_by_message(with_files) if with_files else {}
     history: list[dict[str, Any]] = []
+    # The public id of each entry's first message: where a cut of the history falls.
+    ids: list[str] = []
     for role, content, status, *rest in thread:
         message_id = rest[1] if len(rest) > 1 else None
         if role == Message.Role.ASSISTANT and (
@@ -447,9 +462,49 @@ def history_of(thread: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
                 history[-1].setdefault("attachments", []).extend(attached)
         else:
             history.append({"role": role, "content": content})
+            ids.append(_hex(rest[0]) if rest else "")
             if attached:
                 history[-1]["attachments"] = list(attached)
     # The API wants the first message from the user.
     while history and history[0]["role"] != Message.Role.USER:
         history.pop(0)
-    return history
+        ids.pop(0)
+    return history, ids
+
+
+def _hex(public_id: Any) -> str:
+    """A public id as 32 hex digits, the one form the history's ids are compared in:
+    SQLite hands UUIDs back so, PostgreSQL as UUIDs, the stored context with dashes. A
+    string operation, not a UUID parse: every message of a long thread goes through it."""
+    return str(public_id).replace("-", "").lower() if public_id else ""
+
+
+def previous_context(thread: list[tuple[Any, ...]]) -> context.Previous | None:
+    """What the last finished reply of the thread was sent (one small query by key): its
+    cut, summary and the prompt tokens the gateway counted."""
+    for role, content, status, public_id, message_id, *_rest in reversed(thread):
+        if role != Message.Role.ASSISTANT or status == Message.Status.ERROR:
+            continue
+        if not content.strip() or status == Message.Status.STREAMING:
+            continue
+        found = (
+            Message.objects.filter(pk=message_id)
+            .values_list(
+                "context", "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"
+            )
+            .first()
+        )
+        if found is None:
+            return None
+        stored, input_tokens, cache_read, cache_write = found
+        stored = stored if isinstance(stored, dict) else {}
+        prompt = input_tokens + (cache_read or 0) + (cache_write or 0) if input_tokens else None
+        first = _hex(stored.get("first"))
+        return context.Previous(
+            reply_id=_hex(public_id),
+            first_id=first or None,
+            summary=str(stored.get("summary") or ""),
+            prompt_tokens=prompt,
+            digest=str(stored.get("digest") or ""),
+        )
+    return None

@@ -18,8 +18,10 @@
 //   chat/follow.js      "Jump to newest" when scrolled up from the end
 //   chat/history.js     the thread a page at a time: earlier (and later) messages loaded
 //                       as they scroll into view; what a resync asks for
+//   chat/context.js     the context gauge, where the model's memory begins, a reply's note
 import { Composer } from "./chat/composer.js";
 import { Connection } from "./chat/connection.js";
+import { ContextView } from "./chat/context.js";
 import { bindCopy } from "./chat/copy.js";
 import { decorate } from "./chat/decorate.js";
 import { bindJumpToNewest } from "./chat/follow.js";
@@ -62,6 +64,7 @@ if (root && document.getElementById("log")) {
       if (history.detached() && TAIL_FRAMES.has(frame.type)) return;
       stream.apply(frame);
       versions.apply(frame);
+      modelContext.apply(frame);
     },
     onMessages: (html, known) => {
       if (known && !history.showTail(known, html)) {
@@ -120,6 +123,7 @@ if (root && document.getElementById("log")) {
     messages, connection, composer, refreshPage, markdown, showTitle: (title) => showTitle(currentId(), title),
   });
   const versions = new Versions({ messages, connection, composer });
+  const modelContext = new ContextView(messages.log);
   bindHeader();
   bindDialogs();
   bindCopy(messages.log, document.getElementById("announcer"));

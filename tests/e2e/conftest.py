@@ -83,6 +83,7 @@ def gateway(e2e_gateway: FakeGateway) -> Iterator[FakeGateway]:
     e2e_gateway.reset()
     yield e2e_gateway
     e2e_gateway.reset()
+    e2e_gateway.context_limit = None
 
 
 @pytest.fixture(scope="session")

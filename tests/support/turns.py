@@ -49,6 +49,7 @@ def record_reply(
     output_tokens: int | None,
     at: datetime | None = None,
     conversation: Any = None,
+    **cache: int | None,
 ) -> Message:
     """A question and a finished reply with the usage the gateway reported, `at` a given time."""
     conversation = conversation or services.conversations.create_conversation(user)
@@ -64,6 +65,7 @@ def record_reply(
         stop_reason="end_turn",
         input_tokens=input_tokens,
         output_tokens=output_tokens,
+        **cache,
     )
     Conversation.objects.filter(pk=conversation.pk).update(shown_leaf=reply)
     if at is not None:

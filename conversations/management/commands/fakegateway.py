@@ -22,6 +22,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--stamp", action="store_true", help="tokens carry their send time (benchmarks)"
         )
+        parser.add_argument(
+            "--context-limit",
+            type=int,
+            default=None,
+            metavar="TOKENS",
+            help="refuse prompts over this many tokens with Anthropic's 'prompt is too long'",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         gateway = FakeGateway(
@@ -29,6 +36,7 @@ class Command(BaseCommand):
             options["port"],
             token_delay=options["token_delay"],
             stamp=options["stamp"],
+            context_limit=options["context_limit"],
         )
 
         async def main() -> None:

@@ -63,6 +63,21 @@ class Command(BaseCommand):
             "credentials: yes). Omitted: keep",
         )
         parser.add_argument(
+            "--context-window",
+            type=int,
+            default=None,
+            metavar="TOKENS",
+            help="the models' context window in tokens; long conversations are fitted into "
+            "it (new credentials: 200000). Omitted: keep",
+        )
+        parser.add_argument(
+            "--prompt-caching",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="mark the system prompt and replayed history cacheable (cache_control) "
+            "(new credentials: no). Omitted: keep",
+        )
+        parser.add_argument(
             "--check",
             action="store_true",
             help="first make one cheap request with the key; if the gateway refuses it, say "
@@ -110,6 +125,8 @@ class Command(BaseCommand):
                 ),
                 vision=options["vision"],
                 pdf=options["pdf"],
+                context_window=options["context_window"],
+                prompt_caching=options["prompt_caching"],
             )
         except services.ServiceError as exc:
             raise CommandError(exc.message) from None
@@ -124,7 +141,9 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Saved key {credential.key_hint} for {owner} at {credential.base_url} (model {credential.default_model}; "
             f"allowed: {', '.join(credential.model_choices)}; images "
-            f"{'yes' if credential.vision else 'no'}, PDFs {'yes' if credential.pdf else 'no'})."
+            f"{'yes' if credential.vision else 'no'}, PDFs {'yes' if credential.pdf else 'no'}; "
+            f"context window {credential.context_window} tokens, prompt caching "
+            f"{'on' if credential.prompt_caching else 'off'})."
         )
 
     def check_key(

@@ -67,6 +67,8 @@ export class Composer {
       if (retry) this.regenerate(retry.closest("article")?.dataset.messageId);
     });
     document.addEventListener("keydown", (event) => {
+      // Not Shift+Esc (back to the message box) nor an Escape that closes a dialog or menu.
+      if (event.shiftKey || event.defaultPrevented || document.querySelector("dialog[open]")) return;
       if (event.key === "Escape" && this.isStreaming()) {
         event.preventDefault();
         this.stop();
