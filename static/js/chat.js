@@ -134,7 +134,11 @@ if (root && document.getElementById("log")) {
   if (conversationId) connection.connect();
   // New chat (the home page) puts the cursor where one types; so does a conversation's page
   // (not on touch screens, where it would open the keyboard over the conversation).
-  if (!location.hash && matchMedia("(hover: hover)").matches) composer.input.focus({ preventScroll: true });
+  // Not on a page opened at a message (a search hit): focusing the composer would jump to
+  // the end (history.js).
+  if (!location.hash && !history.detached() && matchMedia("(hover: hover)").matches) {
+    composer.input.focus({ preventScroll: true });
+  }
 }
 
 // The conversation list as the server renders it now (after a pin or an archive).
