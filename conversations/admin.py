@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import admin as auth_admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import OuterRef, QuerySet, Subquery, Sum
 from django.http import HttpRequest
 from django.urls import reverse
@@ -664,11 +665,11 @@ class UserAdmin(auth_admin.UserAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        services.conversations.delete_user(obj)
+        services.conversations.delete_user(obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
         for user in list(queryset):
-            services.conversations.delete_user(user)
+            services.conversations.delete_user(user, by=request.user)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         return _messages_go_with_their_conversation(super().get_deleted_objects(objs, request))
@@ -714,3 +715,19 @@ class UserAdmin(auth_admin.UserAdmin):
     def usage_chart(self, obj: Any) -> str:
         url = reverse("admin:usage") + f"?user={obj.pk}"
         return format_html('<a href="{}">{}</a>', url, _("Chart of the last 30 days"))
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(auth_admin.GroupAdmin):
+    """Django's group admin; a group's credentials are deleted through the services, so
+    the audit keeps their deletion (the database's cascade would not)."""
+
+    def delete_model(self, request: HttpRequest, obj: Group) -> None:
+        services.credentials.delete_group(obj, by=request.user)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Group]) -> None:
+        for group in list(queryset):
+            services.credentials.delete_group(group, by=request.user)

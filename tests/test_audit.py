@@ -132,6 +132,35 @@ def test_assigning_a_credential_to_many_users_keeps_a_record_per_user(admin_clie
     assert sorted(c.changes["user"][1] for c in assigned) == ["alice", "bob"]
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_deleting_a_user_or_a_group_in_the_admin_keeps_the_deletion_of_their_credentials(
+    admin_client, admin_user, alice, bob, bulk
+):
+    research = Group.objects.create(name="research")
+    research.user_set.add(alice, bob)
+    services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
+    services.credentials.set_api_key(
+        None, group=research, key=NEW_KEY, base_url="https://gw.example/v1"
+    )
+    names = sorted(str(c) for c in ApiCredential.objects.all())
+    for model, pk in (("user", alice.pk), ("group", research.pk)):
+        if bulk:
+            response = admin_client.post(
+                f"/admin/auth/{model}/",
+                {"action": "delete_selected", "_selected_action": [pk], "post": "yes"},
+            )
+        else:
+            response = admin_client.post(f"/admin/auth/{model}/{pk}/delete/", {"post": "yes"})
+        assert response.status_code == 302
+    # The credentials went with their owners, and each deletion is kept, by whom, as such.
+    assert not ApiCredential.objects.exists()
+    deleted = [c for c in changes() if c.action == "deleted"]
+    assert sorted(c.credential_name for c in deleted) == names
+    assert {(c.actor_id, c.via) for c in deleted} == {(admin_user.pk, "admin")}
+    # The group's members stay.
+    assert type(bob).objects.filter(pk=bob.pk).exists()
+
+
 def test_the_audit_is_shown_in_the_admin_and_cannot_be_edited(admin_client, alice):
     credential = services.credentials.set_api_key(alice, key=KEY, base_url="https://gw.example/v1")
     services.credentials.set_api_key(alice, key=NEW_KEY, base_url="https://gw2.example/v1")

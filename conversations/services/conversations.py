@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 
 from conversations import frames, rows
 from conversations.models import Conversation
-from conversations.services import ServiceError, events, search_index
+from conversations.services import ServiceError, credentials, events, search_index
 from conversations.text import clean
 
 logger = logging.getLogger(__name__)
@@ -86,12 +86,14 @@ def delete_conversations(conversations: Iterable[Conversation]) -> int:
     return len(doomed)
 
 
-def delete_user(user: AbstractBaseUser) -> None:
-    """Delete a person's account (the admin). Their conversations go first, as
-    `delete_conversation` does: replies stop and open pages are told. The rest of what the
-    account owns (credentials, search entries) goes with it."""
+def delete_user(user: AbstractBaseUser, *, by: AbstractBaseUser | None = None) -> None:
+    """Delete a person's account (the admin; `by`: who). Their conversations go first, as
+    `delete_conversation` does: replies stop and open pages are told; their credentials
+    too, each kept in the audit as deleted. The rest of what the account owns (search
+    entries) goes with it."""
     with transaction.atomic():
         delete_conversations(Conversation.objects.filter(owner=user))
+        credentials.delete_credentials_of(user, by=by)
         user.delete()
 
 

@@ -152,6 +152,26 @@ def delete_credential(credential: ApiCredential, *, by: Actor = None, via: str =
     logger.info("Credential %s deleted (key %s)", pk, hint)
 
 
+def delete_credentials_of(
+    owner: AbstractBaseUser | Group, *, by: Actor = None, via: str = VIA_ADMIN
+) -> int:
+    """Delete the credentials of a user or a group about to be deleted, each through
+    `delete_credential`: the database's cascade would take them without an audit record."""
+    field = "group" if isinstance(owner, Group) else "user"
+    owned = list(ApiCredential.objects.filter(**{field: owner}).select_related("user", "group"))
+    for credential in owned:
+        delete_credential(credential, by=by, via=via)
+    return len(owned)
+
+
+def delete_group(group: Group, *, by: Actor = None) -> None:
+    """Delete a group (the admin; `by`: who), its credentials first, each kept in the
+    audit as deleted. Its members stay; their next turn resolves again."""
+    with transaction.atomic():
+        delete_credentials_of(group, by=by)
+        group.delete()
+
+
 def credential_changed(credential: ApiCredential) -> None:
     """A credential was created, edited or rotated: the next turn uses the new values.
 
