@@ -193,7 +193,12 @@ def main(args: argparse.Namespace, started: float) -> int:
         # figures of the last full run, and the report says which run each comes from.
         previous = json.loads(RESULTS.read_text())
         kept = {
-            k: v for k, v in previous.items() if k not in results and k not in ("partial", "errors")
+            k: v
+            for k, v in previous.items()
+            if k not in results
+            and k not in ("partial", "errors")
+            # The note of when a scenario was measured alone goes when it is measured again.
+            and k.removesuffix("_measured") not in results
         }
         results = {
             **kept,

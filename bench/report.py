@@ -493,6 +493,11 @@ def memory_gb(meminfo_value: str) -> str:
         return meminfo_value
 
 
+# Result keys whose figures may come from a run of their own (`<key>_measured` in
+# bench/results.json), with the name of their rows in the table.
+MEASURED_APART = {"live_render": "Live Markdown"}
+
+
 def header(results: dict[str, Any]) -> str:
     m = results["machine"]
     code = results.get("code") or {}
@@ -509,6 +514,15 @@ def header(results: dict[str, Any]) -> str:
             f"; this run measured only {', '.join(partial['scenarios'])}, the other rows are "
             f"from the full run of {partial['others_from']}"
         )
+    # Rows measured in a run of their own (a scenario alone on a branch, before a merge): a
+    # later partial run keeps them, and this says when and on what they were measured.
+    for key, rows_name in MEASURED_APART.items():
+        apart = results.get(f"{key}_measured")
+        if apart and key in results:
+            state += (
+                f", except the {rows_name} rows, measured alone at {apart['started_at']} on "
+                f"commit `{apart.get('code', {}).get('commit', '?')[:10]}`"
+            )
     return (
         f"Last run: {results['started_at']}, {state}, {results['runtime_seconds']:.0f} s, on "
         f"**{m['cpu_count']} cores** ({m['cpu_model']}), {memory_gb(m['memory_total'])} RAM, "

@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from conversations.models import Message, SearchDocument
 from tests.conftest import frames_until, give_key, open_socket, receive, session_cookie
 from tests.support.chat import chat as chat_in_process
 from tests.support.chat import new_conversation
-from tests.support.processes import FAST_LEASES, DaphneProcess, connect
+from tests.support.processes import FAST_LEASES, DaphneProcess, ServeProcess, connect
 from tests.support.turns import exchange, keyed
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,6 +153,35 @@ async def test_a_second_signal_ends_the_grace_at_once_and_still_saves_the_reply(
     assert done["status"] == "interrupted" and code == 1012
     reply = await Message.objects.aget(conversation=chat["conversation"], role="assistant")
     assert reply.content == seen + rest == done["content"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_manage_py_serve_passes_the_signal_on_and_daphne_drains(chat, gateway, signum):
+    gateway.enqueue(Script(words=5000, token_delay=0.01))  # about 50 s
+    server = await asyncio.to_thread(ServeProcess(CHAT_SHUTDOWN_GRACE="1.5", **ALONE).start)
+    try:
+        assert len(server.started_children) == 1  # Daphne; no demo gateway (a key is set)
+        ws = await connect(server, chat["cookie"], chat["conversation"].public_id)
+        assert (await frame_of(ws))["type"] == "state"
+        await ws.send(json.dumps({"type": "send", "content": "write a lot"}))
+        seen = await first_deltas(ws)
+        # To the command only, as systemd or a Ctrl-C reaches it: Daphne has a session of
+        # its own and hears of it from the command.
+        server.process.send_signal(signum)
+        rest, done, code = await follow_to_the_end(ws)
+        assert await exited(server) == 0
+    finally:
+        server.kill()
+
+    assert done["status"] == "interrupted"
+    assert code == 1012
+    reply = await Message.objects.aget(conversation=chat["conversation"], role="assistant")
+    assert reply.status == "interrupted"
+    assert reply.content == seen + rest == done["content"]
+    assert 0 < len(reply.content.split()) < 5000
+    # Daphne ended before the command did: nothing listens any more.
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 
 
 async def test_a_send_during_the_drain_is_refused_with_server_restarting(chat, gateway):

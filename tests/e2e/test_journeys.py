@@ -413,6 +413,8 @@ def test_the_page_rides_out_server_restarts_and_a_message_written_offline_goes_o
         expect(connection).to_have_attribute("data-state", "online", timeout=20_000)
         expect(last_reply(page)).to_have_attribute("data-status", "interrupted")
         expect(page.get_by_role("button", name="Stop")).to_be_hidden()
+        # The way to continue it.
+        expect(last_reply(page).get_by_role("button", name="Regenerate")).to_be_visible()
 
         # Written while offline: shown as sending, and sent once the socket is back.
         process.kill()
@@ -468,6 +470,10 @@ def test_a_graceful_restart_keeps_the_reply_shown_and_the_page_comes_back_by_its
         expect(page.locator(ASSISTANT)).to_have_count(2)
         expect(last_reply(page)).to_have_attribute("data-status", "complete")
         assert Message.objects.filter(role="user", content="After the deploy").count() == 1
+        # The interrupted reply offers a way to continue it.
+        interrupted = page.locator(ASSISTANT).first
+        expect(interrupted).to_have_attribute("data-status", "interrupted")
+        expect(interrupted.get_by_role("button", name="Regenerate")).to_be_visible()
     finally:
         process.stop()
 

@@ -82,20 +82,23 @@ class DaphneProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "chatsite.asgi:application",
+        ]
+
     def start(self) -> DaphneProcess:
         self.log_path.parent.mkdir(exist_ok=True)
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-                "chatsite.asgi:application",
-            ],
+            self.command(),
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -117,6 +120,51 @@ class DaphneProcess:
 
     def __exit__(self, *exc: Any) -> None:
         self.kill()
+
+
+class ServeProcess(DaphneProcess):
+    """`manage.py serve`, as `make run` runs it: Daphne in a session of its own, which the
+    command passes SIGINT and SIGTERM on to."""
+
+    def __init__(self, **env: str) -> None:
+        super().__init__(**env)
+        # Known while the command runs: an orphan's parent is no longer the command.
+        self.started_children: list[int] = []
+
+    def command(self) -> list[str]:
+        return [sys.executable, "manage.py", "serve", "--port", str(self.port)]
+
+    def children(self) -> list[int]:
+        """The ids of the command's child processes (Daphne)."""
+        if self.process is None:
+            return []
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after it.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == self.process.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    def start(self) -> ServeProcess:
+        super().start()
+        self.started_children = self.children()
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        # Daphne is not in the command's session: a SIGKILL to the command (or its death)
+        # leaves it running, so it is ended by its own id.
+        children = {*self.started_children, *self.children()}
+        super().kill(sig)
+        for pid in children:
+            try:
+                if b"daphne" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass  # it ended with the command
 
 
 class RedisServer:
