@@ -1,5 +1,6 @@
 """Sending attachments: over the websocket, through the real SDK, to the bundled gateway,
-which records what it received (issue 18: what goes upstream)."""
+which records what it received (issue 18: what goes upstream), with the files on the file
+system and on a real S3 API server."""
 
 from __future__ import annotations
 
@@ -26,14 +27,9 @@ db = database_sync_to_async
 
 
 @pytest.fixture(autouse=True)
-def _files_in_a_folder(settings: Any, tmp_path: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "attachments": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path, "base_url": None},
-        },
-    }
+def _every_storage(store: str) -> None:
+    """Each test on the file system and on the S3 server (tests/conftest.py): the
+    generation reads the files it sends from there."""
 
 
 async def attach(user: Any, conversation: Any, name: str, data: bytes) -> str:
