@@ -95,6 +95,40 @@ async def test_a_model_without_pdfs_gets_their_text(alice, gateway):
     assert typed["text"] == "Summarise"
 
 
+async def test_a_new_version_of_a_question_keeps_its_files(alice, gateway):
+    # Edit (issue 16) of a question sent with a file: the new version carries the file, in
+    # its `message` frame and upstream (also when its reply is regenerated), and the old
+    # version keeps it too.
+    conversation, sock = await chat(alice, gateway)
+    ids = [await attach(alice, conversation, "data.csv", b"a,b\n1,2\n")]
+    await sock.send_json_to({"type": "send", "content": "Sum it", "attachments": ids})
+    question = (await receive(sock))["message"]
+    await frames_until(sock, "done")
+
+    await sock.send_json_to({"type": "edit", "message_id": question["id"], "content": "Add up"})
+    received = await frames_until(sock, "done")
+    edited = next(f for f in received if f["type"] == "message")["message"]
+    assert (edited["content"], edited["version"]) == ("Add up", 2)
+    assert [a["name"] for a in edited["attachments"]] == ["data.csv"]
+    sent = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "File: data.csv\n\na,b\n1,2\n"},
+                {"type": "text", "text": "Add up"},
+            ],
+        }
+    ]
+    assert gateway.requests[-1].body["messages"] == sent
+    # A regenerated reply to it is sent the file again.
+    await sock.send_json_to({"type": "regenerate", "message_id": received[-1]["message_id"]})
+    await frames_until(sock, "done")
+    assert gateway.requests[-1].body["messages"] == sent
+    assert len(gateway.requests) == 3
+    old = Attachment.objects.filter(message__public_id=question["id"])
+    assert [a.name async for a in old] == ["data.csv"]
+
+
 @pytest.mark.parametrize(
     ("attachments", "code"),
     [
