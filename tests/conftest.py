@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -56,6 +57,51 @@ def gateway(gateway_server: FakeGateway) -> Iterator[FakeGateway]:
     yield gateway_server
     gateway_server.context_limit = None
     gateway_server.reset()
+
+
+# Attachments (issue 18) are tested on the file system and on a real S3 API server: moto in a
+# process of its own, spoken to over HTTP as django-storages speaks to COS, MinIO or AWS.
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    from tests.support.processes import S3Server  # after the assert rewrite is registered
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["files", "s3"])
+def store(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
+    """The attachments storage of this test: a folder of its own, or a bucket of its own."""
+    stores = dict(settings.STORAGES)
+    if request.param == "files":
+        stores["attachments"] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path, "base_url": None},
+        }
+    else:
+        import boto3
+
+        server = request.getfixturevalue("s3_server")
+        bucket = f"chat-{secrets.token_hex(6)}"
+        credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+        boto3.client(
+            "s3", endpoint_url=server.url, region_name="us-east-1", **credentials
+        ).create_bucket(Bucket=bucket)
+        stores["attachments"] = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": bucket,
+                "endpoint_url": server.url,
+                "region_name": "us-east-1",
+                "access_key": "test",
+                "secret_key": "test",
+                "default_acl": None,
+                "file_overwrite": False,
+            },
+        }
+    settings.STORAGES = stores
+    return request.param
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,6 @@
 """Sending attachments: over the websocket, through the real SDK, to the bundled gateway,
-which records what it received (issue 18: what goes upstream)."""
+which records what it received (issue 18: what goes upstream), with the files on the file
+system and on a real S3 API server."""
 
 from __future__ import annotations
 
@@ -26,14 +27,9 @@ db = database_sync_to_async
 
 
 @pytest.fixture(autouse=True)
-def _files_in_a_folder(settings: Any, tmp_path: Any) -> None:
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "attachments": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path, "base_url": None},
-        },
-    }
+def _every_storage(store: str) -> None:
+    """Each test on the file system and on the S3 server (tests/conftest.py): the
+    generation reads the files it sends from there."""
 
 
 async def attach(user: Any, conversation: Any, name: str, data: bytes) -> str:
@@ -97,6 +93,40 @@ async def test_a_model_without_pdfs_gets_their_text(alice, gateway):
     assert pdf_text["text"].startswith("File: report.pdf\n\n")
     assert "Revenue grew 12 percent." in pdf_text["text"]
     assert typed["text"] == "Summarise"
+
+
+async def test_a_new_version_of_a_question_keeps_its_files(alice, gateway):
+    # Edit (issue 16) of a question sent with a file: the new version carries the file, in
+    # its `message` frame and upstream (also when its reply is regenerated), and the old
+    # version keeps it too.
+    conversation, sock = await chat(alice, gateway)
+    ids = [await attach(alice, conversation, "data.csv", b"a,b\n1,2\n")]
+    await sock.send_json_to({"type": "send", "content": "Sum it", "attachments": ids})
+    question = (await receive(sock))["message"]
+    await frames_until(sock, "done")
+
+    await sock.send_json_to({"type": "edit", "message_id": question["id"], "content": "Add up"})
+    received = await frames_until(sock, "done")
+    edited = next(f for f in received if f["type"] == "message")["message"]
+    assert (edited["content"], edited["version"]) == ("Add up", 2)
+    assert [a["name"] for a in edited["attachments"]] == ["data.csv"]
+    sent = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "File: data.csv\n\na,b\n1,2\n"},
+                {"type": "text", "text": "Add up"},
+            ],
+        }
+    ]
+    assert gateway.requests[-1].body["messages"] == sent
+    # A regenerated reply to it is sent the file again.
+    await sock.send_json_to({"type": "regenerate", "message_id": received[-1]["message_id"]})
+    await frames_until(sock, "done")
+    assert gateway.requests[-1].body["messages"] == sent
+    assert len(gateway.requests) == 3
+    old = Attachment.objects.filter(message__public_id=question["id"])
+    assert [a.name async for a in old] == ["data.csv"]
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import boto3
 import pytest
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -22,48 +19,8 @@ from conversations import services
 from conversations.models import Attachment
 from tests.conftest import signed_in
 from tests.support import files
-from tests.support.processes import S3Server
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = S3Server().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=["files", "s3"])
-def store(request: pytest.FixtureRequest, settings: Any, tmp_path: Any) -> str:
-    """The attachments storage of this test: a folder of its own, or a bucket of its own."""
-    stores = dict(settings.STORAGES)
-    if request.param == "files":
-        stores["attachments"] = {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
-            "OPTIONS": {"location": tmp_path, "base_url": None},
-        }
-    else:
-        server = request.getfixturevalue("s3_server")
-        bucket = f"chat-{secrets.token_hex(6)}"
-        credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        boto3.client(
-            "s3", endpoint_url=server.url, region_name="us-east-1", **credentials
-        ).create_bucket(Bucket=bucket)
-        stores["attachments"] = {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": server.url,
-                "region_name": "us-east-1",
-                "access_key": "test",
-                "secret_key": "test",
-                "default_acl": None,
-                "file_overwrite": False,
-            },
-        }
-    settings.STORAGES = stores
-    return request.param
 
 
 def stored_names() -> list[str]:
@@ -123,6 +80,54 @@ def test_other_files_are_served_as_downloads(store, alice, conversation):
         assert served["Content-Disposition"].startswith("attachment;")
         assert served["X-Content-Type-Options"] == "nosniff"
         assert b"".join(served.streaming_content) == data
+
+
+def _picture(fmt: str) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (120, 80), (30, 90, 200)).save(out, fmt)
+    return out.getvalue()
+
+
+TEXT = "第一行\nsecond line, 12\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "media_type"),
+    [
+        ("screen.png", files.png(), "image/png"),
+        ("photo.jpg", files.photo(800, 600), "image/jpeg"),
+        ("loop.gif", _picture("GIF"), "image/gif"),
+        ("sticker.webp", _picture("WEBP"), "image/webp"),
+        ("report.pdf", files.pdf(), "application/pdf"),
+        ("notes.txt", TEXT, "text/plain"),
+        ("README.md", TEXT, "text/markdown"),
+        ("table.csv", TEXT, "text/csv"),
+        ("config.json", b'{"a": [1, 2]}\n', "application/json"),
+        ("main.py", b"print('hi')\n", "text/plain"),
+    ],
+)
+def test_each_type_is_stored_and_served_back_as_itself(
+    store, alice, conversation, name, data, media_type
+):
+    client = signed_in(alice)
+    body = upload(client, conversation, name, data).json()
+    assert (body["name"], body["media_type"]) == (name, media_type)
+    assert stored_names() == [Attachment.objects.get(public_id=body["id"]).file.name.split("/")[-1]]
+    served = client.get(body["url"])
+    assert served.status_code == 200
+    assert served["Content-Type"].split(";")[0] == media_type
+    assert served["X-Content-Type-Options"] == "nosniff"
+    content = b"".join(served.streaming_content)
+    assert len(content) == body["size"]
+    if media_type.startswith("image/"):
+        assert (
+            "Content-Disposition" not in served or "attachment" not in served["Content-Disposition"]
+        )
+        with Image.open(io.BytesIO(content)) as image:  # re-encoded, still its own format
+            assert Image.MIME[image.format] == media_type
+    else:
+        assert served["Content-Disposition"].startswith("attachment;")
+        assert content == data  # documents and text are stored as sent
 
 
 def test_another_person_gets_404_for_the_file_and_for_uploading(store, alice, bob, conversation):

@@ -375,8 +375,10 @@ def edit_and_resend(
         after = threads.show(conversation, shape, reply.pk)
         conversations.update_row(conversation.pk, updated_at=timezone.now())
         shown = threads.broadcast_change(conversation, shape, before, after)
+        described = [frames.attachment(f, conversation.public_id) for f in kept]
         for item in shown[-2:]:
-            events.broadcast_on_commit(conversation.public_id, _message_frame(item))
+            files = described if item.message.pk == question.pk else None
+            events.broadcast_on_commit(conversation.public_id, _message_frame(item, files))
         thread = [
             *thread_rows(target.parent_id),
             (question.role, content, question.status, question.public_id, question.pk, bool(kept)),
@@ -387,9 +389,15 @@ def edit_and_resend(
     return TurnStart(question, reply, dataclasses.replace(plan, name_after=name_after))
 
 
-def _message_frame(shown: tree.Shown) -> dict[str, Any]:
+def _message_frame(
+    shown: tree.Shown, attachments: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     return frames.message(
-        shown.message, parent_id=shown.parent_id, version=shown.version, versions=shown.versions
+        shown.message,
+        parent_id=shown.parent_id,
+        version=shown.version,
+        versions=shown.versions,
+        attachments=attachments,
     )
 
 

@@ -14,6 +14,7 @@ from playwright.sync_api import BrowserContext, expect
 from conversations.demo.server import FakeGateway
 from conversations.models import Attachment
 from tests.conftest import make_user
+from tests.e2e import axe
 from tests.e2e.conftest import Console, open_new_chat, sign_in_with_cookie
 from tests.support import files
 from tests.support.processes import DaphneProcess
@@ -122,3 +123,42 @@ def test_a_file_the_server_refuses_shows_why_and_nothing_is_sent(
     expect(chip).to_have_count(0)
     assert Attachment.objects.count() == 0
     assert gateway.requests == []
+
+
+def test_the_files_to_send_and_the_files_sent_pass_axe(
+    make_context: Any, server: DaphneProcess, chatter: Any, gateway: FakeGateway
+) -> None:
+    """Issue 18 asks that the chips and the sent files be screen-reader friendly: axe
+    (WCAG A/AA) on chips ready and refused, then on a message's thumbnail and file chip:
+    English in the light theme, Chinese in the dark one."""
+    for locale, scheme in (("en-US", "light"), ("zh-CN", "dark")):
+        context = make_context(locale=locale, color_scheme=scheme, bypass_csp=True)
+        page = open_new_chat(context, server, chatter)
+        with page.expect_file_chooser() as chooser:
+            page.locator("#attach").click()
+        chooser.value.set_files(
+            [
+                {"name": "chart.png", "mimeType": "image/png", "buffer": files.png()},
+                {"name": "report.pdf", "mimeType": "application/pdf", "buffer": files.pdf()},
+                {"name": "cat.png", "mimeType": "image/png", "buffer": b"<html>no</html>"},
+            ]
+        )
+        chips = page.locator("#composer-files .file-chip")
+        expect(chips.nth(0)).to_have_attribute("data-state", "ready")
+        expect(chips.nth(1)).to_have_attribute("data-state", "ready")
+        expect(chips.nth(2)).to_have_attribute("data-state", "failed")
+        failures = axe.blocking(axe.run(page))
+        assert not failures, f"{locale} {scheme}, files to send:\n{axe.describe(failures)}"
+
+        chips.nth(2).locator(".file-chip__remove").click()
+        page.locator("#composer-input").fill("Look")
+        page.locator("#composer-input").press("Enter")
+        expect(page.locator('article[data-role="assistant"]').last).to_have_attribute(
+            "data-status", "complete"
+        )
+        page.reload()
+        question = page.locator('article[data-role="user"]').last
+        expect(question.locator("img.attachment__thumb")).to_have_count(1)
+        expect(question.locator(".attachment--file")).to_have_count(1)
+        failures = axe.blocking(axe.run(page))
+        assert not failures, f"{locale} {scheme}, files sent:\n{axe.describe(failures)}"

@@ -358,6 +358,7 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(
         "Copy",
         "Retry",
         "Message",
+        "Attach",
         "Regenerate",
         "Edit",
         "Next version",
