@@ -616,7 +616,7 @@ class UserAdmin(auth_admin.UserAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         stored = (
-            Attachment.objects.filter(owner=OuterRef("pk"))
+            services.attachments.stored_once(Attachment.objects.filter(owner=OuterRef("pk")))
             .values("owner")
             .annotate(total=Sum("size"))
             .values("total")

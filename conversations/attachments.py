@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -24,6 +25,8 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
 from conversations.text import clean
+
+logger = logging.getLogger(__name__)
 
 # The long side of an image sent upstream: larger images are downscaled by the gateway's
 # model anyway (Anthropic's vision guide: 1568 px), and cost tokens for nothing.
@@ -266,17 +269,34 @@ def blocks(
     (the credential changed since)."""
     out: list[dict[str, Any]] = []
     for item in attachments:
-        if item.kind == "image" and images:
-            out.append(_base64_block("image", item.media_type, read(item.path)))
-        elif item.kind == "pdf" and pdfs:
-            out.append(_base64_block("document", "application/pdf", read(item.path)))
+        if item.kind in ("image", "pdf") and (images if item.kind == "image" else pdfs):
+            try:
+                data = read(item.path)
+            except FileNotFoundError:
+                # Lost from storage (a restored backup without MEDIA_ROOT, a bucket
+                # emptied by hand): named instead, so the thread can still be answered
+                # rather than failing every later turn. Other storage errors still fail
+                # the turn: they may pass, a missing file does not.
+                logger.warning("The stored file of %s (%s) is missing", item.name, item.path)
+                if item.kind == "pdf" and item.text:
+                    out.append(_text_block(item))  # its text was kept with its row
+                else:
+                    out.append({"type": "text", "text": f"[File {item.name}: no longer stored]"})
+                continue
+            kind = "image" if item.kind == "image" else "document"
+            media_type = item.media_type if item.kind == "image" else "application/pdf"
+            out.append(_base64_block(kind, media_type, data))
         elif item.kind == "image":
             out.append(
                 {"type": "text", "text": f"[Image {item.name}: this model cannot see images]"}
             )
         else:
-            out.append({"type": "text", "text": f"File: {item.name}\n\n{item.text}"})
+            out.append(_text_block(item))
     return out
+
+
+def _text_block(item: Sendable) -> dict[str, Any]:
+    return {"type": "text", "text": f"File: {item.name}\n\n{item.text}"}
 
 
 def _base64_block(kind: str, media_type: str, data: bytes) -> dict[str, Any]:

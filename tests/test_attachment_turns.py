@@ -127,6 +127,29 @@ async def test_a_new_version_of_a_question_keeps_its_files(alice, gateway):
     assert len(gateway.requests) == 3
     old = Attachment.objects.filter(message__public_id=question["id"])
     assert [a.name async for a in old] == ["data.csv"]
+    # Both versions name one stored file: it counts once against the person's storage.
+    assert await db(services.attachments.storage_used)(alice) == len(b"a,b\n1,2\n")
+
+
+async def test_a_file_lost_from_storage_is_named_and_the_thread_is_still_answered(alice, gateway):
+    # A restored database without its files (or a bucket emptied by hand) must not fail
+    # every later turn of the thread: the image is named, a PDF falls back to its text.
+    conversation, sock = await chat(alice, gateway)
+    ids = [
+        await attach(alice, conversation, "chart.png", files.png()),
+        await attach(alice, conversation, "report.pdf", files.pdf("Revenue grew 12 percent.")),
+    ]
+    await sock.send_json_to({"type": "send", "content": "Look", "attachments": ids})
+    await frames_until(sock, "done")
+    async for attachment in Attachment.objects.all():
+        await db(attachment.file.storage.delete)(attachment.file.name)
+
+    await sock.send_json_to({"type": "send", "content": "And now?"})
+    assert (await frames_until(sock, "done"))[-1]["status"] == "complete"
+    image, document, typed = gateway.requests[-1].body["messages"][0]["content"]
+    assert image == {"type": "text", "text": "[File chart.png: no longer stored]"}
+    assert document["type"] == "text" and "Revenue grew 12 percent." in document["text"]
+    assert typed == {"type": "text", "text": "Look"}
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,8 @@ CHAT_ATTACHMENT_UNSENT_HOURS).
 
 The bytes live in the `attachments` storage (settings.STORAGES); a row holds what was
 learnt of them (`conversations.attachments.inspect`). A file is written before its row and
-removed after its row's deletion commits, so a row never names a missing file.
+removed once the deletion of the last row naming it commits (an edited question's copies
+name the same file), so a row never names a file this code removed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Exists, OuterRef, QuerySet, Sum
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.utils import timezone
@@ -199,8 +200,18 @@ def read(path: str) -> bytes:
         return handle.read()
 
 
+def stored_once(rows: QuerySet[Attachment]) -> QuerySet[Attachment]:
+    """One row per stored file: an edited question's copies (`copy_to`) name the same file
+    as the first row, and a file is stored, and counted, once."""
+    earlier = Attachment.objects.filter(file=OuterRef("file"), pk__lt=OuterRef("pk"))
+    return rows.filter(~Exists(earlier))
+
+
 def storage_used(user: AbstractBaseUser) -> int:
-    return Attachment.objects.filter(owner=user).aggregate(total=Sum("size"))["total"] or 0
+    """The bytes a person's files take in storage (each file once, however many versions
+    of a question carry it)."""
+    rows = stored_once(Attachment.objects.filter(owner=user))
+    return rows.aggregate(total=Sum("size"))["total"] or 0
 
 
 def purge_unsent(now: Any = None) -> int:
@@ -226,6 +237,8 @@ def _remove_file(sender: Any, instance: Attachment, **kwargs: Any) -> None:
         return
 
     def remove() -> None:
+        if Attachment.objects.filter(file=name).exists():
+            return  # another version of the question still names it (`copy_to`)
         try:
             attachment_storage().delete(name)
         except Exception:
