@@ -43,7 +43,7 @@ def long_conversation() -> dict[str, Any]:
     db = database_sync_to_async
     text = Text(19)
     gateway = FakeGateway(token_delay=0.0, context_limit=WINDOW).start_in_thread()
-    user = environment.make_user("bench-long")
+    user = environment.make_user("bench-context")
     services.credentials.set_api_key(
         user, key="sk-bench-long", base_url=gateway.base_url, context_window=WINDOW
     )
