@@ -12,7 +12,7 @@ from PIL import Image
 from playwright.sync_api import BrowserContext, expect
 
 from conversations.demo.server import FakeGateway
-from conversations.models import Attachment
+from conversations.models import ApiCredential, Attachment
 from tests.conftest import make_user
 from tests.e2e import axe
 from tests.e2e.conftest import Console, open_new_chat, sign_in_with_cookie
@@ -35,6 +35,30 @@ async () => {
   const box = document.querySelector("#composer-input");
   box.focus();
   box.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+}
+"""
+
+# Files dropped on the composer as a file manager drops them: a `drop` event whose
+# DataTransfer holds the files (`dragover` first, which must let the drop happen).
+DROP_FILES = """
+async (names) => {
+  const data = new DataTransfer();
+  for (const name of names) {
+    if (name.endsWith(".png")) {
+      const canvas = document.createElement("canvas");
+      canvas.width = 64; canvas.height = 48;
+      const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+      data.items.add(new File([blob], name, { type: "image/png" }));
+    } else {
+      data.items.add(new File(["city,people\\nShenzhen,17\\n"], name, { type: "text/csv" }));
+    }
+  }
+  const form = document.querySelector("#composer-input").form;
+  const over = new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true });
+  form.dispatchEvent(over);
+  const accepted = over.defaultPrevented && form.classList.contains("composer--drop");
+  form.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  return accepted;
 }
 """
 
@@ -162,3 +186,50 @@ def test_the_files_to_send_and_the_files_sent_pass_axe(
         expect(question.locator(".attachment--file")).to_have_count(1)
         failures = axe.blocking(axe.run(page))
         assert not failures, f"{locale} {scheme}, files sent:\n{axe.describe(failures)}"
+
+
+def test_files_dropped_on_the_composer_are_attached_and_sent(
+    browser_context: tuple[BrowserContext, Console],
+    server: DaphneProcess,
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    context, _ = browser_context
+    page = open_new_chat(context, server, chatter)
+    assert page.evaluate(DROP_FILES, ["chart.png", "cities.csv"])
+    chips = page.locator("#composer-files .file-chip")
+    expect(chips).to_have_count(2)
+    expect(chips.nth(0)).to_have_attribute("data-state", "ready")
+    expect(chips.nth(1)).to_have_attribute("data-state", "ready")
+    expect(page.locator("#composer-input").locator("xpath=ancestor::form")).not_to_have_class(
+        "composer--drop"
+    )
+    page.get_by_role("textbox", name="Message").fill("Plot it")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator('article[data-role="assistant"]').last).to_have_attribute(
+        "data-status", "complete"
+    )
+    content = gateway.requests[0].body["messages"][-1]["content"]
+    assert [block["type"] for block in content] == ["image", "text", "text"]
+    assert content[1]["text"] == "File: cities.csv\n\ncity,people\nShenzhen,17\n"
+    assert content[2]["text"] == "Plot it"
+
+
+def test_an_image_for_a_model_that_cannot_see_is_refused_before_upload(
+    browser_context: tuple[BrowserContext, Console],
+    server: DaphneProcess,
+    chatter: Any,
+    gateway: FakeGateway,
+) -> None:
+    ApiCredential.objects.filter(user=chatter).update(vision=False)
+    context, _ = browser_context
+    page = open_new_chat(context, server, chatter)
+    page.evaluate(DROP_FILES, ["photo.png", "cities.csv"])
+    notice = page.locator("#notice")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("cannot see images")
+    expect(notice).to_contain_text("photo.png")
+    chips = page.locator("#composer-files .file-chip")
+    expect(chips).to_have_count(1)  # the CSV only
+    expect(chips.first).to_have_attribute("data-state", "ready")
+    assert list(Attachment.objects.values_list("name", flat=True)) == ["cities.csv"]
