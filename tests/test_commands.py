@@ -1,4 +1,5 @@
-"""Management commands: set_api_key (key from stdin only) and rotate_encryption_keys."""
+"""Management commands: set_api_key (key from stdin only), rotate_encryption_keys and
+purge_attachments."""
 
 from __future__ import annotations
 
@@ -6,18 +7,27 @@ import io
 import os
 import subprocess
 import sys
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
 from cryptography.fernet import Fernet
 from django.contrib.auth.models import Group
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from conversations import credentials, crypto, services
 from conversations.demo.script import Script
 from conversations.management.commands.set_api_key import Command as SetApiKey
-from conversations.models import ApiCredential, CredentialChange
+from conversations.models import (
+    ApiCredential,
+    Attachment,
+    CredentialChange,
+    Message,
+    attachment_storage,
+)
 from tests.conftest import frames_until, give_key, open_socket, receive
 from tests.support.chat import new_conversation
 from tests.support.processes import ROOT, process_env
@@ -296,3 +306,32 @@ def test_rotation_reports_keys_it_cannot_decrypt_and_rotates_the_rest(alice, bob
 
     settings.FIELD_ENCRYPTION_KEYS = [new_key]
     assert credentials.resolve(bob).key == "sk-bob"
+
+
+def test_purge_attachments_removes_only_files_never_sent_for_a_day(alice, settings):
+    # The daily command (docs/deploy.md): an upload left unsent for more than
+    # CHAT_ATTACHMENT_UNSENT_HOURS goes, row and file; a newer one and a sent one stay.
+    settings.CHAT_ATTACHMENT_UNSENT_HOURS = 24
+    conversation = services.conversations.create_conversation(alice)
+
+    def upload(name: str) -> Attachment:
+        return services.attachments.upload(
+            alice, conversation, SimpleUploadedFile(name, b"some text\n")
+        )
+
+    stale, fresh, sent = upload("stale.txt"), upload("fresh.txt"), upload("sent.txt")
+    question = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content="Here"
+    )
+    Attachment.objects.filter(pk=sent.pk).update(message=question)
+    day_ago = timezone.now() - timedelta(hours=25)
+    Attachment.objects.filter(pk__in=[stale.pk, sent.pk]).update(created_at=day_ago)
+
+    out = io.StringIO()
+    call_command("purge_attachments", stdout=out)
+
+    assert out.getvalue().strip() == "Removed 1 attachment(s) that were never sent."
+    assert sorted(Attachment.objects.values_list("name", flat=True)) == ["fresh.txt", "sent.txt"]
+    storage = attachment_storage()
+    assert not storage.exists(stale.file.name)
+    assert storage.exists(fresh.file.name) and storage.exists(sent.file.name)
