@@ -273,6 +273,24 @@ def open_rows(r: dict[str, Any]) -> list[Row]:
     )
     biggest = opened[max(opened, key=int)]
     flat = constant([p["queries"] for p in opened.values()])
+    switched = [p for p in opened.values() if "switch" in p]
+    switch_rows: list[Row] = []
+    if switched:
+        switch_rows.append(
+            (
+                "Long conversations",
+                "switch to another version (`services.threads.switch`, in the database "
+                "thread): server time (median), queries",
+                ", ".join(
+                    f"{int(n):,}: {p['switch']['ms']:.1f} ms / {p['switch']['queries']} q"
+                    for n, p in opened.items()
+                    if "switch" in p
+                ),
+                "—",
+                "n/a",
+                "",
+            )
+        )
     return [
         (
             "Long conversations",
@@ -291,6 +309,7 @@ def open_rows(r: dict[str, Any]) -> list[Row]:
             verdict(constant([p["older_page"]["queries"] for p in opened.values()])),
             "",
         ),
+        *switch_rows,
     ]
 
 

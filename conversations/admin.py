@@ -408,6 +408,7 @@ class MessageInline(admin.TabularInline):
         cached = getattr(self, "_shape", None)
         if cached is None or cached[0] != obj.conversation_id:
             shape = tree.load(obj.conversation_id)
+            shape.public_ids(shape.nodes)  # every row shows its parent's
             leaf = Conversation.objects.filter(pk=obj.conversation_id).values_list(
                 "shown_leaf_id", flat=True
             )[0]
@@ -421,7 +422,7 @@ class MessageInline(admin.TabularInline):
     @admin.display(description=_("parent"))
     def parent_short_id(self, obj: Message) -> str:
         shape, _shown = self._tree(obj)
-        return str(shape.nodes[obj.parent_id].public_id)[:8] if obj.parent_id else "—"
+        return str(shape.public_id(obj.parent_id))[:8] if obj.parent_id else "—"
 
     @admin.display(description=_("version"))
     def version(self, obj: Message) -> str:

@@ -9,6 +9,9 @@ that was below it, as ChatGPT does. Reads only: the writes are `services.threads
 
 The tree's shape is read in one query of small columns (ids, roles), whatever the size
 of the texts, and walked here; only the messages of the shown thread are read whole.
+Public ids are read only for the messages a caller names (`public_id`, `public_ids`):
+turning every row's id into a `UUID` was most of the read (at 10,000 messages on
+SQLite, 23 ms of a 32 ms query against 10 ms without them).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ class Node:
     parent_id: int | None
     shown_child_id: int | None
     role: str
-    public_id: UUID
+    public_id: UUID | None = None  # None until read (`Tree.public_ids`)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ class Shown:
 
 
 class Tree:
-    def __init__(self, nodes: Iterable[Node]) -> None:
+    def __init__(self, nodes: Iterable[Node], conversation_id: int | None = None) -> None:
+        self.conversation_id = conversation_id
         self.nodes: dict[int, Node] = {}
         self.children: dict[int | None, list[int]] = {}
         for node in sorted(nodes, key=lambda n: n.id):
@@ -56,10 +60,31 @@ class Tree:
         self.children.setdefault(node.parent_id, []).append(node.id)
 
     def by_public_id(self, public_id: UUID) -> Node | None:
-        for node in self.nodes.values():
-            if node.public_id == public_id:
-                return node
-        return None
+        """The message of the tree with this public id (None: not in this conversation)."""
+        if self.conversation_id is None:  # a tree built by hand, its public ids given
+            return next((n for n in self.nodes.values() if n.public_id == public_id), None)
+        found = Message.objects.filter(
+            conversation_id=self.conversation_id, public_id=public_id
+        ).values_list("id", flat=True)
+        node = self.nodes.get(next(iter(found), None))  # type: ignore[arg-type]
+        if node is not None:
+            node.public_id = public_id
+        return node
+
+    def public_ids(self, message_ids: Iterable[int]) -> list[UUID]:
+        """The public ids of these messages of the tree, in order (one query for those not
+        read yet)."""
+        ids = list(message_ids)
+        missing = [m for m in ids if self.nodes[m].public_id is None]
+        if missing:
+            for message_id, public_id in Message.objects.filter(pk__in=missing).values_list(
+                "id", "public_id"
+            ):
+                self.nodes[message_id].public_id = public_id
+        return [self.nodes[m].public_id for m in ids]  # type: ignore[misc]
+
+    def public_id(self, message_id: int) -> UUID:
+        return self.public_ids([message_id])[0]
 
     def shown_child(self, message_id: int) -> int | None:
         """The child shown under a message: the one it remembers, else the newest."""
@@ -101,19 +126,29 @@ class Tree:
             queryset=Attachment.objects.select_related("conversation").order_by("position", "id"),
         )
         messages = Message.objects.prefetch_related(files).in_bulk(path)
-        result: list[Shown] = []
+        for message_id, message in messages.items():
+            self.nodes[message_id].public_id = message.public_id
+        places: list[tuple[int, list[int], int | None]] = []
+        named: set[int] = set()  # the ids whose public ids the frames carry
         for message_id in path:
             versions = self.versions(message_id)
             index = versions.index(message_id)
             parent_id = self.nodes[message_id].parent_id
+            places.append((index, versions, parent_id))
+            named.update(versions[max(index - 1, 0) : index + 2])
+            if parent_id is not None:
+                named.add(parent_id)
+        self.public_ids(named)
+        result: list[Shown] = []
+        for message_id, (index, versions, parent_id) in zip(path, places, strict=True):
             result.append(
                 Shown(
                     message=messages[message_id],
-                    parent_id=self.nodes[parent_id].public_id if parent_id is not None else None,
+                    parent_id=self.public_id(parent_id) if parent_id is not None else None,
                     version=index + 1,
                     versions=len(versions),
-                    previous_id=self.nodes[versions[index - 1]].public_id if index else None,
-                    next_id=self.nodes[versions[index + 1]].public_id
+                    previous_id=self.public_id(versions[index - 1]) if index else None,
+                    next_id=self.public_id(versions[index + 1])
                     if index + 1 < len(versions)
                     else None,
                 )
@@ -122,10 +157,13 @@ class Tree:
 
 
 def load(conversation_id: int) -> Tree:
-    rows = Message.objects.filter(conversation_id=conversation_id).values_list(
-        "id", "parent_id", "shown_child_id", "role", "public_id"
+    """The conversation's tree, without its public ids (read as they are asked for)."""
+    rows = (
+        Message.objects.filter(conversation_id=conversation_id)
+        .order_by("id")
+        .values_list("id", "parent_id", "shown_child_id", "role")
     )
-    return Tree(Node(*row) for row in rows)
+    return Tree((Node(*row) for row in rows), conversation_id)
 
 
 def shown_thread(conversation: Conversation) -> list[Shown]:

@@ -56,7 +56,7 @@ def broadcast_change(
     ones from `message` frames (a switch, which they cannot make, passes no `before`).
     """
     gone = set(after)
-    left = [shape.nodes[m].public_id for m in before if m not in gone]
+    left = shape.public_ids(m for m in before if m not in gone)
     if left:
         events.broadcast_on_commit(conversation.public_id, frames.superseded(left))
     # The thread's newest page, as the chat page opens with: a frame of a long thread
