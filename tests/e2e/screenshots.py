@@ -157,6 +157,7 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
             },
         ],
     )
+    attached = _conversation_with_files_and_versions(mei, conversation)
     empty = services.conversations.create_conversation(mei)
     # A pinned conversation on top of the list, and one archived out of it.
     pinned = Conversation.objects.get(owner=mei, title="Weekly report outline")
@@ -184,10 +185,84 @@ def _fill_database(gateway_url: str) -> dict[str, Any]:
         "team_key": team_key,
         "users": {"mei": mei, "lin": users.get(username="lin"), "kai": kai},
         "chat": chat,
+        "attached": attached,
         "error": error,
         "empty": empty,
         "kai_chat": kai_chat,
     }
+
+
+def _bar_chart() -> bytes:
+    """A small bar chart, as a person would attach a screenshot of one."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 400), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.line([(60, 340), (600, 340)], fill=(90, 90, 90), width=2)
+    draw.line([(60, 40), (60, 340)], fill=(90, 90, 90), width=2)
+    for index, value in enumerate((120, 180, 150, 260)):
+        left = 100 + index * 125
+        draw.rectangle([(left, 340 - value), (left + 70, 339)], fill=(36, 86, 199))
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def _conversation_with_files_and_versions(mei: Any, conversation: Any) -> Any:
+    """A question sent with an image and a PDF, answered twice (Regenerate): the second
+    version is shown, "2 / 2" beside Previous version."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from conversations import services
+    from conversations.models import Attachment, Conversation, Message
+    from tests.support import files
+
+    attached = conversation(
+        "Q3 sales review",
+        timedelta(minutes=20),
+        [
+            {"role": "user", "content": "What stands out in this chart and the report?"},
+            {
+                "role": "assistant",
+                "content": "Sales rose in three of the four quarters; Q3 dipped.",
+                "input_tokens": 2210,
+                "output_tokens": 18,
+            },
+        ],
+    )
+    question = attached.messages.get(role=Message.Role.USER)
+    second = attached.messages.create(
+        parent=question,
+        role=Message.Role.ASSISTANT,
+        model="hy3-preview",
+        content=(
+            "**Q4 is the standout**: the highest bar, about 70 % above Q1.\n\n"
+            "- Q3 dipped after a strong Q2; the report puts it down to a late product launch.\n"
+            "- The report's 12 % revenue growth matches the chart's trend."
+        ),
+        input_tokens=2210,
+        output_tokens=64,
+    )
+    Conversation.objects.filter(pk=attached.pk).update(shown_leaf=second)
+    for name, data in (
+        ("sales-by-quarter.png", _bar_chart()),
+        ("q3-report.pdf", files.pdf("Q3 report: revenue grew by 12 percent year on year.")),
+    ):
+        upload = services.attachments.upload(mei, attached, SimpleUploadedFile(name, data))
+        Attachment.objects.filter(pk=upload.pk).update(message=question)
+    return attached
+
+
+def _attach_a_file(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.locator("#attach-input").set_input_files(
+        files=[{"name": "targets-2027.csv", "mimeType": "text/csv", "buffer": b"q,target\n1,120\n"}]
+    )
+    expect(page.locator("#composer-files .file-chip")).to_have_attribute("data-state", "ready")
+    page.locator("#composer-input").fill("Compare with next year's targets")
 
 
 def _open_menu(page: Any) -> None:
@@ -225,6 +300,7 @@ def _pages(data: dict[str, Any]) -> list[tuple[Any, ...]]:
         ("chat-sidebar-folded", "mei", f"/c/{data['chat'].public_id}/", True, _fold_sidebar),
         ("shortcuts", "mei", f"/c/{data['chat'].public_id}/", True, _open_shortcuts),
         ("archived", "mei", "/archived/", False),
+        ("chat-attachments", "mei", f"/c/{data['attached'].public_id}/", True, _attach_a_file),
         ("chat-error", "mei", f"/c/{data['error'].public_id}/", True),
         ("chat-new", "mei", f"/c/{data['empty'].public_id}/", True),
         ("chat-no-key", "kai", f"/c/{data['kai_chat'].public_id}/", True),

@@ -3,10 +3,7 @@
 // where its memory begins, and the reply's details say what it was answered without.
 // The markup is the server's (_context_gauge.html, _context_marker.html, _context_note.html);
 // this module only fills it in.
-import { gettext, interpolate } from "./i18n.js";
-
-const ngettext =
-  typeof window.ngettext === "function" ? window.ngettext : (one, many, n) => (n === 1 ? one : many);
+import { gettext, interpolate, ngettext } from "./i18n.js";
 
 export class ContextView {
   constructor(log) {

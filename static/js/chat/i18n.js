@@ -10,3 +10,6 @@ export const interpolate =
         let index = 0;
         return format.replace(/%s/g, () => String(values[index++]));
       };
+// Its ngettext: the singular or the plural of a message, by `count`.
+export const ngettext =
+  typeof window.ngettext === "function" ? window.ngettext : (one, many, count) => (count === 1 ? one : many);

@@ -3,21 +3,20 @@
 // with a Remove button; `send` then names the uploaded ones by id. The server decides what
 // a file is (by its bytes) and says why it refuses one; the page only spares a person the
 // obvious refusals (too large, too many, images for a model that cannot see).
-import { gettext, interpolate } from "./i18n.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 import { showNotice } from "./notice.js";
 
 const IMAGE_TYPES = ["image/png", "image/jpeg", "image/gif", "image/webp"];
 
-// Plain concatenation: xgettext (`make messages`) loses its way in nested template literals.
+// As Django's filesizeformat writes the sizes of the files already sent ("711 bytes",
+// "1.5 KB"), so a chip and the sent file beside it agree. Plain concatenation: xgettext
+// (`make messages`) loses its way in nested template literals.
 export function formatSize(bytes) {
   const units = [["GB", 1 << 30], ["MB", 1 << 20], ["KB", 1 << 10]];
   for (const [unit, scale] of units) {
-    if (bytes >= scale) {
-      const value = bytes / scale;
-      return (value >= 10 ? value.toFixed(0) : value.toFixed(1)) + " " + unit;
-    }
+    if (bytes >= scale) return (bytes / scale).toFixed(1) + " " + unit;
   }
-  return bytes + " B";
+  return interpolate(ngettext("%s byte", "%s bytes", bytes), [bytes]);
 }
 
 export class Uploads {
