@@ -447,18 +447,26 @@ def test_an_admin_adds_a_groups_credential(admin_client, alice):
     assert (credential.group_id, credential.rate_limit_per_minute) == (research.pk, 30)
 
 
+@pytest.mark.parametrize(
+    ("status", "sentence"),
+    [
+        (401, "The gateway did not accept the API key."),
+        (403, "This API key may not use this model or gateway."),
+        (404, "The gateway does not offer the model “hy3-preview”."),
+    ],
+)
 def test_the_check_key_action_says_what_the_gateway_answered_never_the_key(
-    admin_client, alice, bob, gateway
+    admin_client, alice, bob, gateway, status, sentence
 ):
     good = give_key(alice, gateway, KEY)
     bad = give_key(bob, gateway, "sk-refused-0000")
-    gateway.side_scripts.extend([Script(text="pong"), Script(status=401)])
+    gateway.side_scripts.extend([Script(text="pong"), Script(status=status)])
     response = admin_client.post(
         LIST_URL, {"action": "check_key", "_selected_action": [good.pk, bad.pk]}, follow=True
     )
     html = response.content.decode()
     assert f"Key of “{good}”: The gateway accepted the key; model hy3-preview answered in" in html
-    assert "The check failed: The gateway did not accept the API key." in html
+    assert f"The check failed: {sentence}" in html
     assert_no_plaintext(html, KEY)
     assert "sk-refused-0000" not in html
     keys = sorted(r.headers["authorization"] for r in gateway.side_requests)
