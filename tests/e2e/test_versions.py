@@ -71,10 +71,16 @@ def test_regenerate_go_back_to_version_one_follow_up_edit_and_return(
     settled(other, 1)
 
     reply = page.locator(ASSISTANT).last
+    answers = {2: "Answer two", 3: "Answer three"}
     for version in (2, 3):
         reply.get_by_role("button", name="Regenerate").click()
         expect(reply.locator(".versions__count")).to_have_text(f"{version} / {version}")
         settled(page, 1)
+        # The second tab follows each regenerate: the new version, and its count.
+        expect(other.locator(ASSISTANT).last).to_contain_text(answers[version])
+        expect(other.locator(f"{ASSISTANT} .versions__count")).to_have_text(
+            f"{version} / {version}"
+        )
     expect(reply).to_contain_text("Answer three")
     expect(page.get_by_role("group", name="Version 3 of 3")).to_be_visible()
     # The composer's old Regenerate button is gone: one per reply.
@@ -83,6 +89,8 @@ def test_regenerate_go_back_to_version_one_follow_up_edit_and_return(
     previous = page.get_by_role("button", name="Previous version")
     previous.click()
     expect(reply.locator(".versions__count")).to_have_text("2 / 3")
+    expect(other.locator(f"{ASSISTANT} .versions__count")).to_have_text("2 / 3")
+    expect(other.locator(ASSISTANT).last).to_contain_text("Answer two")
     # The focus stays on the button pressed, on the version now shown.
     expect(page.get_by_role("button", name="Previous version")).to_be_focused()
     page.keyboard.press("Enter")
