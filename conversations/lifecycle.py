@@ -8,7 +8,8 @@ On SIGTERM or SIGINT the process drains: new turns are refused (`server_restarti
 sockets that follow no reply written here close with 1012 (the page reconnects, to another
 process behind the proxy when there is one), running replies go on for up to
 `CHAT_SHUTDOWN_GRACE` seconds and are then saved `interrupted` with every delta sent so
-far, the remaining sockets close with 1012, and the process exits. A second signal ends
+far, each socket that followed one closes with 1012 once its `done` has reached it, the
+rest are closed, and the process exits. A second signal ends
 the grace at once; the replies are still saved.
 
 The hook: Daphne has no ASGI lifespan, and its own "before shutdown" trigger cancels every
@@ -40,6 +41,9 @@ logger = logging.getLogger(__name__)
 CLOSE_SERVICE_RESTART = 1012
 # How long the drain waits for the pages to take their close frames before it stops.
 CLOSE_WAIT_SECONDS = 2.0
+# How long a socket that relays a reply saved by the drain has to receive its `done` (a
+# round trip through Redis on a shared layer) and close itself, before it is closed.
+DONE_WAIT_SECONDS = 2.0
 
 
 class Socket(Protocol):
@@ -115,6 +119,10 @@ class Drain:
             registry.draining = True
             sockets.restart_all(final=False)
             await registry.drain(self.grace, self.hurry)
+            # The sockets still open relay a reply written here: each closes itself once
+            # that reply's `done` reaches it (consumers' `_relay`). Closed before it, a page
+            # would miss the end of the text it was shown.
+            await sockets.closed(DONE_WAIT_SECONDS)
             sockets.restart_all(final=True)
             await sockets.closed(CLOSE_WAIT_SECONDS)
         except Exception:
