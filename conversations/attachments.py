@@ -269,23 +269,8 @@ def blocks(
     (the credential changed since)."""
     out: list[dict[str, Any]] = []
     for item in attachments:
-        if item.kind in ("image", "pdf") and (images if item.kind == "image" else pdfs):
-            try:
-                data = read(item.path)
-            except FileNotFoundError:
-                # Lost from storage (a restored backup without MEDIA_ROOT, a bucket
-                # emptied by hand): named instead, so the thread can still be answered
-                # rather than failing every later turn. Other storage errors still fail
-                # the turn: they may pass, a missing file does not.
-                logger.warning("The stored file of %s (%s) is missing", item.name, item.path)
-                if item.kind == "pdf" and item.text:
-                    out.append(_text_block(item))  # its text was kept with its row
-                else:
-                    out.append({"type": "text", "text": f"[File {item.name}: no longer stored]"})
-                continue
-            kind = "image" if item.kind == "image" else "document"
-            media_type = item.media_type if item.kind == "image" else "application/pdf"
-            out.append(_base64_block(kind, media_type, data))
+        if (item.kind == "image" and images) or (item.kind == "pdf" and pdfs):
+            out.append(_file_block(item, read))
         elif item.kind == "image":
             out.append(
                 {"type": "text", "text": f"[Image {item.name}: this model cannot see images]"}
@@ -293,6 +278,23 @@ def blocks(
         else:
             out.append(_text_block(item))
     return out
+
+
+def _file_block(item: Sendable, read: Any) -> dict[str, Any]:
+    """An image or a PDF as the model takes it, its bytes read from storage."""
+    try:
+        data = read(item.path)
+    except FileNotFoundError:
+        # Lost from storage (a restored backup without MEDIA_ROOT, a bucket emptied by
+        # hand): named instead, so the thread can still be answered rather than failing
+        # every later turn. Other storage errors still fail the turn: they may pass.
+        logger.warning("The stored file of %s (%s) is missing", item.name, item.path)
+        if item.kind == "pdf" and item.text:
+            return _text_block(item)  # its text was kept with its row
+        return {"type": "text", "text": f"[File {item.name}: no longer stored]"}
+    if item.kind == "image":
+        return _base64_block("image", item.media_type, data)
+    return _base64_block("document", "application/pdf", data)
 
 
 def _text_block(item: Sendable) -> dict[str, Any]:

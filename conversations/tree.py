@@ -61,8 +61,6 @@ class Tree:
 
     def by_public_id(self, public_id: UUID) -> Node | None:
         """The message of the tree with this public id (None: not in this conversation)."""
-        if self.conversation_id is None:  # a tree built by hand, its public ids given
-            return next((n for n in self.nodes.values() if n.public_id == public_id), None)
         found = Message.objects.filter(
             conversation_id=self.conversation_id, public_id=public_id
         ).values_list("id", flat=True)
@@ -128,19 +126,15 @@ class Tree:
         messages = Message.objects.prefetch_related(files).in_bulk(path)
         for message_id, message in messages.items():
             self.nodes[message_id].public_id = message.public_id
-        places: list[tuple[int, list[int], int | None]] = []
-        named: set[int] = set()  # the ids whose public ids the frames carry
-        for message_id in path:
+        parents = [self.nodes[m].parent_id for m in path]
+        # The other public ids the frames carry (parents, versions beside): one query.
+        self.public_ids(
+            {p for p in parents if p is not None} | {v for m in path for v in self.versions(m)}
+        )
+        result: list[Shown] = []
+        for message_id, parent_id in zip(path, parents, strict=True):
             versions = self.versions(message_id)
             index = versions.index(message_id)
-            parent_id = self.nodes[message_id].parent_id
-            places.append((index, versions, parent_id))
-            named.update(versions[max(index - 1, 0) : index + 2])
-            if parent_id is not None:
-                named.add(parent_id)
-        self.public_ids(named)
-        result: list[Shown] = []
-        for message_id, (index, versions, parent_id) in zip(path, places, strict=True):
             result.append(
                 Shown(
                     message=messages[message_id],

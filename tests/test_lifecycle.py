@@ -79,6 +79,26 @@ async def exited(server: DaphneProcess, seconds: float = 20) -> int:
     return await asyncio.to_thread(server.process.wait, seconds)
 
 
+async def signal_mid_reply(
+    server: DaphneProcess, chat: dict[str, Any], signum: int
+) -> tuple[str, str, dict[str, Any], int | None]:
+    """Start `server`, send a message, send `signum` once its reply streams, follow the
+    socket to its end and wait for the process to exit 0. Returns the text seen before
+    the signal, the text after it, the `done` frame and the close code."""
+    await asyncio.to_thread(server.start)
+    try:
+        ws = await connect(server, chat["cookie"], chat["conversation"].public_id)
+        assert (await frame_of(ws))["type"] == "state"
+        await ws.send(json.dumps({"type": "send", "content": "write a lot"}))
+        seen = await first_deltas(ws)
+        server.process.send_signal(signum)
+        rest, done, code = await follow_to_the_end(ws)
+        assert await exited(server) == 0
+    finally:
+        server.kill()
+    return seen, rest, done, code
+
+
 @pytest.fixture
 async def chat(alice: Any, gateway: Any) -> dict[str, Any]:
     await db(give_key)(alice, gateway, "sk-restart")
@@ -112,17 +132,8 @@ async def test_sigterm_saves_a_reply_longer_than_the_grace_interrupted_with_the_
     chat, gateway
 ):
     gateway.enqueue(Script(words=5000, token_delay=0.01))  # about 50 s
-    server = await asyncio.to_thread(DaphneProcess(CHAT_SHUTDOWN_GRACE="1.5", **ALONE).start)
-    try:
-        ws = await connect(server, chat["cookie"], chat["conversation"].public_id)
-        assert (await frame_of(ws))["type"] == "state"
-        await ws.send(json.dumps({"type": "send", "content": "write a lot"}))
-        seen = await first_deltas(ws)
-        server.process.send_signal(signal.SIGTERM)
-        rest, done, code = await follow_to_the_end(ws)
-        assert await exited(server) == 0
-    finally:
-        server.kill()
+    server = DaphneProcess(CHAT_SHUTDOWN_GRACE="1.5", **ALONE)
+    seen, rest, done, code = await signal_mid_reply(server, chat, signal.SIGTERM)
 
     assert done["status"] == "interrupted"
     assert code == 1012
@@ -158,21 +169,12 @@ async def test_a_second_signal_ends_the_grace_at_once_and_still_saves_the_reply(
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_manage_py_serve_passes_the_signal_on_and_daphne_drains(chat, gateway, signum):
     gateway.enqueue(Script(words=5000, token_delay=0.01))  # about 50 s
-    server = await asyncio.to_thread(ServeProcess(CHAT_SHUTDOWN_GRACE="1.5", **ALONE).start)
-    try:
-        assert len(server.started_children) == 1  # Daphne; no demo gateway (a key is set)
-        ws = await connect(server, chat["cookie"], chat["conversation"].public_id)
-        assert (await frame_of(ws))["type"] == "state"
-        await ws.send(json.dumps({"type": "send", "content": "write a lot"}))
-        seen = await first_deltas(ws)
-        # To the command only, as systemd or a Ctrl-C reaches it: Daphne has a session of
-        # its own and hears of it from the command.
-        server.process.send_signal(signum)
-        rest, done, code = await follow_to_the_end(ws)
-        assert await exited(server) == 0
-    finally:
-        server.kill()
+    server = ServeProcess(CHAT_SHUTDOWN_GRACE="1.5", **ALONE)
+    # To the command only, as systemd or a Ctrl-C reaches it: Daphne has a session of its
+    # own and hears of it from the command.
+    seen, rest, done, code = await signal_mid_reply(server, chat, signum)
 
+    assert len(server.started_children) == 1  # Daphne; no demo gateway (a key is set)
     assert done["status"] == "interrupted"
     assert code == 1012
     reply = await Message.objects.aget(conversation=chat["conversation"], role="assistant")

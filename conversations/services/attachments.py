@@ -202,8 +202,11 @@ def read(path: str) -> bytes:
 
 def stored_once(rows: QuerySet[Attachment]) -> QuerySet[Attachment]:
     """One row per stored file: an edited question's copies (`copy_to`) name the same file
-    as the first row, and a file is stored, and counted, once."""
-    earlier = Attachment.objects.filter(file=OuterRef("file"), pk__lt=OuterRef("pk"))
+    as the first row, and a file is stored, and counted, once. Copies stay in their
+    conversation, so the lookup is the conversation's rows (indexed), not the table's."""
+    earlier = Attachment.objects.filter(
+        conversation_id=OuterRef("conversation_id"), file=OuterRef("file"), pk__lt=OuterRef("pk")
+    )
     return rows.filter(~Exists(earlier))
 
 
@@ -235,10 +238,12 @@ def _remove_file(sender: Any, instance: Attachment, **kwargs: Any) -> None:
     name = instance.file.name
     if not name:
         return
+    # Another version of the question may still name it (`copy_to`: same conversation).
+    still_named = Attachment.objects.filter(conversation_id=instance.conversation_id, file=name)
 
     def remove() -> None:
-        if Attachment.objects.filter(file=name).exists():
-            return  # another version of the question still names it (`copy_to`)
+        if still_named.exists():
+            return
         try:
             attachment_storage().delete(name)
         except Exception:
